@@ -1,0 +1,356 @@
+//! One reserved batch, from instance to recorded outcome.
+//!
+//! A batch runs in one instance. When it traps, the batch is split in halves
+//! and each half runs in a fresh instance, recursively, so one poison message
+//! among `n` is isolated in about `log2(n)` extra runs while its neighbours
+//! complete. Each run that finishes records its outcomes at once, so progress
+//! survives a crash in a later half. The reservation is extended while any of
+//! this runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::{DeliveryRecord, DeliveryStatus};
+use crate::config::Binding;
+use crate::queue::backoff::Backoff;
+use crate::queue::{DeadLetter, Disposition, FinishParams, Queue, ReservedMessage};
+use crate::runtime::{
+    BatchRun, BatchScope, Fault, HostServices, InstanceLimits, PendingDelivery, PreparedWorker,
+    Runtime, WorkerOutcome,
+};
+
+/// Everything a batch needs, shared by the runs of one reservation.
+pub struct BatchContext {
+    /// The runtime that instantiates the worker.
+    pub runtime: Arc<Runtime>,
+    /// Services lent to the instance.
+    pub services: Arc<HostServices>,
+    /// The worker version that handles the batch.
+    pub worker: Arc<PreparedWorker>,
+    /// The worker's effective settings.
+    pub binding: Arc<Binding>,
+    /// Reservation that holds the messages.
+    pub reservation_id: String,
+}
+
+/// What a whole reservation came to, for the caller's log and tests.
+#[derive(Debug, Default)]
+pub struct BatchReport {
+    /// Messages completed.
+    pub completed: usize,
+    /// Messages rescheduled (retry or defer).
+    pub rescheduled: usize,
+    /// Messages dead-lettered.
+    pub dead: Vec<DeadLetter>,
+    /// Instances run, including the halves of split batches.
+    pub runs: usize,
+    /// Faults seen, one per faulted run.
+    pub faults: Vec<Fault>,
+}
+
+impl BatchContext {
+    fn queue(&self) -> &Queue {
+        &self.services.queue
+    }
+
+    /// Runs `messages` and records their outcomes, splitting the batch on a
+    /// trap. Extends the reservation every third of its timeout meanwhile.
+    pub async fn process(&self, messages: Vec<ReservedMessage>) -> BatchReport {
+        let timeout = self.binding.reservation_timeout;
+        let touch_every = (timeout / 3).max(Duration::from_millis(100));
+        let touch = async {
+            let mut interval = tokio::time::interval(touch_every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                match self
+                    .queue()
+                    .touch(self.reservation_id.clone(), timeout)
+                    .await
+                {
+                    Ok(held) => {
+                        tracing::debug!(reservation = %self.reservation_id, held, "extended reservation")
+                    }
+                    Err(error) => {
+                        tracing::warn!(reservation = %self.reservation_id, %error, "failed to extend reservation")
+                    }
+                }
+            }
+        };
+
+        let mut report = BatchReport::default();
+        let work = self.process_split(messages, &mut report);
+        tokio::select! {
+            () = work => {}
+            () = touch => unreachable!("the touch loop never ends"),
+        }
+        report
+    }
+
+    /// Runs `messages` in one instance; on a trap with more than one message,
+    /// runs each half the same way.
+    async fn process_split(&self, messages: Vec<ReservedMessage>, report: &mut BatchReport) {
+        // An explicit stack instead of recursion, since async recursion needs
+        // boxing. Halves run left first, so order within a batch is kept.
+        let mut pending = vec![messages];
+        while let Some(messages) = pending.pop() {
+            let run = self.run(&messages).await;
+            report.runs += 1;
+            match run.result {
+                Ok(outcomes) => {
+                    let dispositions = messages
+                        .iter()
+                        .zip(outcomes)
+                        .map(|(message, outcome)| {
+                            (message.id.clone(), self.disposition(message, outcome))
+                        })
+                        .collect();
+                    self.finish(
+                        &messages,
+                        dispositions,
+                        run.scope.pending_deliveries,
+                        report,
+                    )
+                    .await;
+                }
+                Err(fault) => {
+                    let ids: Vec<&str> =
+                        messages.iter().map(|message| message.id.as_str()).collect();
+                    tracing::warn!(
+                        worker = %self.worker.name,
+                        version = self.worker.version,
+                        reservation = %self.reservation_id,
+                        message_ids = ?ids,
+                        %fault,
+                        "batch faulted"
+                    );
+                    report.faults.push(fault.clone());
+                    if messages.len() > 1 && splits(&fault) {
+                        let mut left = messages;
+                        let right = left.split_off(left.len().div_ceil(2));
+                        pending.push(right);
+                        pending.push(left);
+                        // Rows of sends made before the trap stay pending in
+                        // the dropped scope only if they failed; `sent` rows
+                        // are already committed and suppress re-sends.
+                        self.record_orphan_rows(run.scope.pending_deliveries).await;
+                        continue;
+                    }
+                    let dispositions = messages
+                        .iter()
+                        .map(|message| {
+                            let outcome = WorkerOutcome::Retry {
+                                error: fault.to_string(),
+                                delay: None,
+                            };
+                            (message.id.clone(), self.disposition(message, outcome))
+                        })
+                        .collect();
+                    self.finish(
+                        &messages,
+                        dispositions,
+                        run.scope.pending_deliveries,
+                        report,
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    async fn run(&self, messages: &[ReservedMessage]) -> BatchRun {
+        let scope = BatchScope::new(
+            Arc::from(self.worker.name.as_str()),
+            self.worker.version,
+            Arc::clone(&self.services),
+            Arc::new(self.binding.settings.clone()),
+        );
+        let limits = InstanceLimits {
+            memory: self.binding.memory_limit,
+            deadline: self.binding.deadline,
+        };
+        let run = self
+            .runtime
+            .run_batch(&self.worker, messages, scope, limits)
+            .await;
+        self.log_output(&run);
+        if run.scope.dropped_log_lines > 0 {
+            tracing::warn!(
+                worker = %self.worker.name,
+                dropped = run.scope.dropped_log_lines,
+                "dropped worker log lines over the per-batch limit"
+            );
+        }
+        run
+    }
+
+    fn log_output(&self, run: &BatchRun) {
+        for (stream, bytes) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+            if bytes.is_empty() {
+                continue;
+            }
+            let text = String::from_utf8_lossy(bytes);
+            for line in text.lines().filter(|line| !line.trim().is_empty()) {
+                tracing::info!(
+                    target: "herald::worker",
+                    worker = %self.worker.name,
+                    version = self.worker.version,
+                    stream,
+                    "{line}"
+                );
+            }
+        }
+    }
+
+    /// Turns a worker's outcome into what happens to the message, applying
+    /// the binding's attempt and deferral limits and its backoff.
+    fn disposition(&self, message: &ReservedMessage, outcome: WorkerOutcome) -> Disposition {
+        let binding = &self.binding;
+        match outcome {
+            WorkerOutcome::Done => Disposition::Complete,
+            WorkerOutcome::Fail(reason) => Disposition::Dead { error: reason },
+            WorkerOutcome::Retry { error, .. } if message.attempt >= binding.max_attempts => {
+                Disposition::Dead {
+                    error: format!("gave up after {} attempts: {error}", message.attempt),
+                }
+            }
+            WorkerOutcome::Retry { error, delay } => {
+                let backoff = Backoff {
+                    base: binding.backoff_base,
+                    cap: binding.backoff_cap,
+                };
+                Disposition::Retry {
+                    error,
+                    delay: delay.unwrap_or_else(|| backoff.delay(message.attempt)),
+                }
+            }
+            WorkerOutcome::Defer(_) if message.deferrals >= binding.max_deferrals => {
+                Disposition::Dead {
+                    error: format!(
+                        "deferred {} times, the maximum for this worker",
+                        message.deferrals
+                    ),
+                }
+            }
+            WorkerOutcome::Defer(delay) => Disposition::Defer { delay },
+        }
+    }
+
+    async fn finish(
+        &self,
+        messages: &[ReservedMessage],
+        dispositions: Vec<(String, Disposition)>,
+        pending: Vec<PendingDelivery>,
+        report: &mut BatchReport,
+    ) {
+        let deliveries = resolve_statuses(pending, &dispositions);
+        for (_, disposition) in &dispositions {
+            match disposition {
+                Disposition::Complete => report.completed += 1,
+                Disposition::Retry { .. } | Disposition::Defer { .. } => report.rescheduled += 1,
+                Disposition::Dead { .. } => {}
+            }
+        }
+        let params = FinishParams {
+            reservation_id: self.reservation_id.clone(),
+            dispositions,
+            deliveries,
+            error_queue: None,
+        };
+        match self.queue().finish(params).await {
+            Ok(finished) => {
+                for id in &finished.stale {
+                    tracing::warn!(
+                        worker = %self.worker.name,
+                        message_id = %id,
+                        reservation = %self.reservation_id,
+                        "reservation was lost before the outcome was recorded; outcome ignored"
+                    );
+                }
+                for letter in &finished.dead {
+                    tracing::info!(
+                        worker = %self.worker.name,
+                        message_id = %letter.id,
+                        attempts = letter.attempts,
+                        error = %letter.error,
+                        "dead-lettered"
+                    );
+                }
+                report.dead.extend(finished.dead);
+            }
+            Err(error) => {
+                // The messages stay reserved and come back when the
+                // reservation expires.
+                let ids: Vec<&str> = messages.iter().map(|message| message.id.as_str()).collect();
+                tracing::error!(
+                    worker = %self.worker.name,
+                    reservation = %self.reservation_id,
+                    message_ids = ?ids,
+                    %error,
+                    "failed to record batch outcome"
+                );
+            }
+        }
+    }
+
+    /// Writes rows of a faulted run that would otherwise be lost: failed
+    /// sends and suppressed duplicates. Their messages run again in a half,
+    /// so a failed send is recorded as `retrying`.
+    async fn record_orphan_rows(&self, pending: Vec<PendingDelivery>) {
+        if pending.is_empty() {
+            return;
+        }
+        let rows: Vec<DeliveryRecord> = pending
+            .into_iter()
+            .map(|pending| {
+                let mut record = pending.record;
+                if !pending.status_is_final {
+                    record.status = DeliveryStatus::Retrying;
+                }
+                record
+            })
+            .collect();
+        let params = FinishParams {
+            reservation_id: self.reservation_id.clone(),
+            deliveries: rows,
+            ..FinishParams::default()
+        };
+        if let Err(error) = self.queue().finish(params).await {
+            tracing::error!(worker = %self.worker.name, %error, "failed to record delivery rows of a faulted run");
+        }
+    }
+}
+
+/// Returns whether a fault may be caused by one message, so that splitting
+/// the batch can isolate it. A wrong outcome count or a failed instantiation
+/// is the worker's or host's fault whatever the batch holds.
+fn splits(fault: &Fault) -> bool {
+    matches!(fault, Fault::Trap(_) | Fault::Deadline(_))
+}
+
+/// Gives each pending row its final status from its message's disposition.
+fn resolve_statuses(
+    pending: Vec<PendingDelivery>,
+    dispositions: &[(String, Disposition)],
+) -> Vec<DeliveryRecord> {
+    pending
+        .into_iter()
+        .map(|pending| {
+            let mut record = pending.record;
+            if !pending.status_is_final {
+                let disposition = dispositions
+                    .iter()
+                    .find(|(id, _)| *id == record.message_id)
+                    .map(|(_, disposition)| disposition);
+                record.status = match disposition {
+                    Some(Disposition::Complete) | None => DeliveryStatus::Failed,
+                    Some(Disposition::Retry { .. } | Disposition::Defer { .. }) => {
+                        DeliveryStatus::Retrying
+                    }
+                    Some(Disposition::Dead { .. }) => DeliveryStatus::Dead,
+                };
+            }
+            record
+        })
+        .collect()
+}

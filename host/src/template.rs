@@ -1,0 +1,209 @@
+//! Template rendering for workers, with MiniJinja syntax.
+//!
+//! Templates come from untrusted workers, so each render runs with a fuel
+//! budget (a loop over a huge range fails instead of hanging a runtime
+//! thread) and a recursion limit. Undefined variables render as errors,
+//! except in `if` tests, so a missing name never produces "Hello ,".
+
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+
+/// Instruction budget of one render. A template that loops over its context
+/// uses a few units per iteration, so this allows loops over tens of
+/// thousands of items.
+const FUEL: u64 = 1_000_000;
+
+/// Maximum nesting of includes, macros and blocks.
+const RECURSION_LIMIT: usize = 64;
+
+/// Escaping applied to substituted values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// Insert values as they are.
+    None,
+    /// Escape `<`, `>`, `&`, `"` and `'` as HTML entities.
+    Html,
+}
+
+/// Failure of a render.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The template does not parse.
+    #[error("invalid template: {0}")]
+    InvalidTemplate(String),
+    /// The context is not a JSON object.
+    #[error("invalid context: {0}")]
+    InvalidContext(String),
+    /// Rendering failed.
+    #[error("render failed: {0}")]
+    RenderFailed(String),
+}
+
+/// Renders template source with a context given as JSON text.
+pub fn render(source: &str, context_json: &str, escape: Escape) -> Result<String, RenderError> {
+    let context: serde_json::Value = serde_json::from_str(context_json).map_err(|error| {
+        RenderError::InvalidContext(format!("context is not valid JSON: {error}"))
+    })?;
+    if !context.is_object() {
+        return Err(RenderError::InvalidContext(format!(
+            "context must be a JSON object, got {}",
+            json_kind(&context)
+        )));
+    }
+
+    let mut environment = Environment::new();
+    environment.set_fuel(Some(FUEL));
+    environment.set_recursion_limit(RECURSION_LIMIT);
+    environment.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    environment.set_auto_escape_callback(move |_| match escape {
+        Escape::None => AutoEscape::None,
+        Escape::Html => AutoEscape::Html,
+    });
+    // MiniJinja's own HTML escaping also turns `/` into `&#x2f;`, which is
+    // valid but makes links in the source hard to read and to check. Escape
+    // exactly the five characters that matter in HTML text and attributes.
+    environment.set_formatter(|output, state, value| {
+        let plain = !value.is_safe() && !value.is_none() && !value.is_undefined();
+        if state.auto_escape() == AutoEscape::Html && plain {
+            let text = value.to_string();
+            output.write_str(&escape_html(&text))?;
+            Ok(())
+        } else {
+            minijinja::escape_formatter(output, state, value)
+        }
+    });
+    environment
+        .render_str(source, context)
+        .map_err(|error| match error.kind() {
+            ErrorKind::SyntaxError => RenderError::InvalidTemplate(describe(&error)),
+            _ => RenderError::RenderFailed(describe(&error)),
+        })
+}
+
+/// Escapes `<`, `>`, `&`, `"` and `'` as HTML entities.
+fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '&' => escaped.push_str("&amp;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+fn describe(error: &minijinja::Error) -> String {
+    let mut text = error.kind().to_string();
+    if let Some(detail) = error.detail() {
+        text.push_str(": ");
+        text.push_str(detail);
+    }
+    if let Some(line) = error.line() {
+        text.push_str(&format!(" (line {line})"));
+    }
+    text
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_escape_escapes_values() {
+        let html = render(
+            "<p>Hello {{ name }}</p>",
+            r#"{"name": "<Ada & \"Bob\">"}"#,
+            Escape::Html,
+        )
+        .unwrap();
+        assert_eq!(html, "<p>Hello &lt;Ada &amp; &quot;Bob&quot;&gt;</p>");
+    }
+
+    #[test]
+    fn html_escape_keeps_slashes_in_links() {
+        let html = render(
+            r#"<a href="{{ url }}">x</a>"#,
+            r#"{"url": "https://example.com/verify?token=a&b='c'"}"#,
+            Escape::Html,
+        )
+        .unwrap();
+        assert_eq!(
+            html,
+            r#"<a href="https://example.com/verify?token=a&amp;b=&#39;c&#39;">x</a>"#
+        );
+    }
+
+    #[test]
+    fn html_escape_renders_numbers_and_safe_values() {
+        let html = render(
+            "{{ count }} {{ markup | safe }}",
+            r#"{"count": 3, "markup": "<b>ok</b>"}"#,
+            Escape::Html,
+        )
+        .unwrap();
+        assert_eq!(html, "3 <b>ok</b>");
+    }
+
+    #[test]
+    fn no_escape_keeps_values() {
+        let text = render("Hello {{ name }}", r#"{"name": "<Ada>"}"#, Escape::None).unwrap();
+        assert_eq!(text, "Hello <Ada>");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let error = render("line one\n{{ name ", "{}", Escape::None).unwrap_err();
+        let RenderError::InvalidTemplate(message) = error else {
+            panic!("expected invalid-template, got {error:?}");
+        };
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn undefined_variable_fails() {
+        let error = render("Hello {{ nmae }}", r#"{"name": "Ada"}"#, Escape::None).unwrap_err();
+        assert!(matches!(error, RenderError::RenderFailed(_)), "{error:?}");
+    }
+
+    #[test]
+    fn undefined_variable_in_if_is_false() {
+        let text = render("{% if coupon %}x{% endif %}ok", "{}", Escape::None).unwrap();
+        assert_eq!(text, "ok");
+    }
+
+    #[test]
+    fn context_must_be_an_object() {
+        let error = render("x", "[1, 2]", Escape::None).unwrap_err();
+        assert_eq!(
+            error,
+            RenderError::InvalidContext("context must be a JSON object, got an array".into())
+        );
+        let error = render("x", "{not json", Escape::None).unwrap_err();
+        assert!(matches!(error, RenderError::InvalidContext(_)), "{error:?}");
+    }
+
+    #[test]
+    fn endless_loop_runs_out_of_fuel() {
+        let source =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let error = render(source, "{}", Escape::None).unwrap_err();
+        let RenderError::RenderFailed(message) = error else {
+            panic!("expected render-failed, got {error:?}");
+        };
+        assert!(message.contains("fuel"), "{message}");
+    }
+}
