@@ -153,6 +153,21 @@ pub struct BindingOverrides {
     pub backoff_cap_secs: Option<f64>,
     /// Non-secret settings the worker reads through the `config` import.
     pub settings: Option<BTreeMap<String, String>>,
+    /// Queue that receives a copy of each dead letter.
+    pub error_queue: Option<String>,
+    /// Webhook that is told about each dead letter.
+    pub failure_webhook: Option<FailureWebhook>,
+}
+
+/// A signed POST sent for each dead letter of a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureWebhook {
+    /// `http://` or `https://` URL that receives the POST.
+    pub url: String,
+    /// Name of the environment variable that holds the HMAC-SHA256 signing
+    /// secret.
+    pub secret_env: String,
 }
 
 /// The effective settings of one worker: its overrides applied over the
@@ -181,6 +196,10 @@ pub struct Binding {
     pub backoff_cap: Duration,
     /// See [`BindingOverrides::settings`].
     pub settings: BTreeMap<String, String>,
+    /// See [`BindingOverrides::error_queue`].
+    pub error_queue: Option<String>,
+    /// See [`BindingOverrides::failure_webhook`].
+    pub failure_webhook: Option<FailureWebhook>,
 }
 
 /// A configuration that cannot be used, with the key at fault.
@@ -261,6 +280,8 @@ impl Default for Binding {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60 * 60),
             settings: BTreeMap::new(),
+            error_queue: None,
+            failure_webhook: None,
         }
     }
 }
@@ -354,6 +375,16 @@ impl Config {
     }
 }
 
+impl Binding {
+    /// Returns what else happens to the dead letters of the worker `name`.
+    pub fn dead_letter_policy(&self, name: &str) -> crate::queue::DeadLetterPolicy {
+        crate::queue::DeadLetterPolicy {
+            error_queue: self.error_queue.clone(),
+            notify_worker: self.failure_webhook.as_ref().map(|_| name.to_owned()),
+        }
+    }
+}
+
 impl BindingOverrides {
     fn check(&self, table: &str) -> Result<(), String> {
         let positive = [
@@ -367,6 +398,27 @@ impl BindingOverrides {
         for (key, value) in positive {
             if value == Some(0) {
                 return Err(format!("{table}.{key} is 0; set it to at least 1"));
+            }
+        }
+        if let Some(error_queue) = &self.error_queue {
+            crate::queue::validate_queue_name(error_queue)
+                .map_err(|message| format!("{table}.error_queue: {message}"))?;
+        }
+        if let Some(webhook) = &self.failure_webhook {
+            let scheme_ok =
+                webhook.url.starts_with("http://") || webhook.url.starts_with("https://");
+            if !scheme_ok || url::Url::parse(&webhook.url).is_err() {
+                return Err(format!(
+                    "{table}.failure_webhook.url \"{}\" is not an http:// or https:// URL",
+                    webhook.url
+                ));
+            }
+            if std::env::var(&webhook.secret_env).map_or(true, |secret| secret.is_empty()) {
+                return Err(format!(
+                    "{table}.failure_webhook.secret_env names the environment variable {}, \
+                     which is not set; set it to the signing secret",
+                    webhook.secret_env
+                ));
             }
         }
         for (key, value) in [
@@ -418,6 +470,12 @@ impl BindingOverrides {
         }
         if let Some(settings) = &self.settings {
             binding.settings.extend(settings.clone());
+        }
+        if let Some(error_queue) = &self.error_queue {
+            binding.error_queue = Some(error_queue.clone());
+        }
+        if let Some(webhook) = &self.failure_webhook {
+            binding.failure_webhook = Some(webhook.clone());
         }
     }
 }

@@ -21,4 +21,5 @@ pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod template;
+pub mod webhook;
 pub mod workers;

@@ -15,7 +15,7 @@ use crate::config::{Config, RuntimeConfig};
 use crate::dispatch::BatchContext;
 use crate::gateway::Gateways;
 use crate::gateway::outbox::OutboxGateway;
-use crate::queue::{MessageState, NewMessage, Queue, ReserveParams};
+use crate::queue::{DeadLetterPolicy, MessageState, NewMessage, Queue, ReserveParams};
 use crate::runtime::{HostServices, Runtime};
 use crate::store::Db;
 use crate::workers;
@@ -85,7 +85,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             limit: u32::try_from(enqueued.len()).unwrap_or(u32::MAX),
             timeout: binding.reservation_timeout,
             max_attempts: binding.max_attempts,
-            error_queue: None,
+            dead_letters: DeadLetterPolicy::default(),
             reservation_id: None,
         })
         .await?;

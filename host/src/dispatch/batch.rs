@@ -255,7 +255,7 @@ impl BatchContext {
             reservation_id: self.reservation_id.clone(),
             dispositions,
             deliveries,
-            error_queue: None,
+            dead_letters: self.binding.dead_letter_policy(&self.worker.name),
         };
         match self.queue().finish(params).await {
             Ok(finished) => {

@@ -27,6 +27,8 @@ use crate::runtime::{HostServices, PreparedWorker, Runtime};
 pub struct Dispatcher {
     shared: Arc<Shared>,
     loops: Mutex<HashMap<String, WorkerLoop>>,
+    /// The failure-webhook sender.
+    notices: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Shared {
@@ -51,6 +53,11 @@ impl Dispatcher {
     pub fn new(runtime: Arc<Runtime>, services: Arc<HostServices>, config: Arc<Config>) -> Self {
         let instances = Arc::new(Semaphore::new(config.runtime.max_instances as usize));
         let (stopping, _) = watch::channel(false);
+        let notices = tokio::spawn(crate::webhook::run_sender(
+            services.queue.clone(),
+            Arc::clone(&config),
+            stopping.subscribe(),
+        ));
         Self {
             shared: Arc::new(Shared {
                 runtime,
@@ -61,6 +68,7 @@ impl Dispatcher {
                 in_flight: Mutex::new(HashMap::new()),
             }),
             loops: Mutex::new(HashMap::new()),
+            notices: Mutex::new(Some(notices)),
         }
     }
 
@@ -105,6 +113,14 @@ impl Dispatcher {
             .collect();
         for task in loops {
             let _ = task.await;
+        }
+        let notices = self
+            .notices
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        if let Some(notices) = notices {
+            let _ = notices.await;
         }
 
         let running = self.shared.in_flight_count();
@@ -244,7 +260,7 @@ async fn reserve_batch(
         limit: binding.batch_size,
         timeout: binding.reservation_timeout,
         max_attempts: binding.max_attempts,
-        error_queue: None,
+        dead_letters: binding.dead_letter_policy(name),
         reservation_id: None,
     };
     let reservation = queue.reserve(params.clone()).await?;

@@ -169,9 +169,78 @@ impl Queue {
     }
 }
 
+/// Queue of failure notices waiting for their webhook. The host consumes it
+/// itself (see `crate::webhook`).
+pub const FAILURE_NOTICE_QUEUE: &str = "herald.failure-notices";
+
+/// What else happens when a message is dead-lettered, in the same transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterPolicy {
+    /// Queue that receives a copy of each dead letter.
+    pub error_queue: Option<String>,
+    /// Worker whose failure webhook is told about each dead letter. The
+    /// notice is queued on [`FAILURE_NOTICE_QUEUE`].
+    pub notify_worker: Option<String>,
+}
+
+/// Payload of a message on [`FAILURE_NOTICE_QUEUE`], and the body of the
+/// failure webhook's POST.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FailureNotice {
+    /// Event name, `message.dead`.
+    pub event: String,
+    /// Worker whose message died.
+    pub worker: String,
+    /// Id of the dead message.
+    pub message_id: String,
+    /// Queue it was on.
+    pub queue: String,
+    /// Attempts it used.
+    pub attempts: u32,
+    /// Why it died.
+    pub error: String,
+    /// When it died, RFC 3339 in UTC.
+    pub dead_at: String,
+}
+
+/// Applies `policy` to freshly dead-lettered `letters` inside `transaction`.
+pub(super) fn apply_policy(
+    transaction: &Transaction<'_>,
+    policy: &DeadLetterPolicy,
+    letters: &[DeadLetter],
+    now: i64,
+) -> Result<(), StoreError> {
+    if let Some(error_queue) = &policy.error_queue {
+        copy_to_queue(transaction, error_queue, letters, now)?;
+    }
+    if let Some(worker) = &policy.notify_worker {
+        for letter in letters {
+            let notice = FailureNotice {
+                event: "message.dead".to_owned(),
+                worker: worker.clone(),
+                message_id: letter.id.clone(),
+                queue: letter.queue.clone(),
+                attempts: letter.attempts,
+                error: letter.error.clone(),
+                dead_at: clock::to_rfc3339(now),
+            };
+            let payload = serde_json::to_string(&notice)
+                .map_err(|error| StoreError::Corrupt(format!("failure notice: {error}")))?;
+            let message = NewMessage {
+                payload,
+                run_at: now,
+                priority: 0,
+                idempotency_key: None,
+            };
+            insert_message(transaction, FAILURE_NOTICE_QUEUE, &message, now, 0)?;
+        }
+    }
+    Ok(())
+}
+
 /// Enqueues on `error_queue` one message per dead letter. Its payload is
 /// `{"dead_letter": {id, queue, attempts, error}, "payload": <original>}`.
-pub(super) fn copy_to_queue(
+fn copy_to_queue(
     transaction: &Transaction<'_>,
     error_queue: &str,
     letters: &[DeadLetter],

@@ -14,6 +14,8 @@
 
 pub mod backoff;
 mod dead;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +28,7 @@ use crate::audit::{self, DeliveryRecord};
 use crate::clock;
 use crate::store::{Db, StoreError};
 
-pub use dead::DeadLetter;
+pub use dead::{DeadLetter, DeadLetterInfo, DeadLetterPolicy, FAILURE_NOTICE_QUEUE, FailureNotice};
 
 /// Reason recorded when a reservation expires without an outcome.
 pub const WORKER_LOST: &str = "worker lost";
@@ -120,8 +122,8 @@ pub struct ReserveParams {
     /// Attempts after which a message whose reservation expired is
     /// dead-lettered instead of retried.
     pub max_attempts: u32,
-    /// Queue that receives a copy of each message dead-lettered here.
-    pub error_queue: Option<String>,
+    /// What else happens to messages dead-lettered here.
+    pub dead_letters: DeadLetterPolicy,
     /// Reservation to add the messages to, for topping up a batch that is
     /// still filling. A new reservation id is made when `None`.
     pub reservation_id: Option<String>,
@@ -189,8 +191,8 @@ pub struct FinishParams {
     pub dispositions: Vec<(String, Disposition)>,
     /// Delivery log rows not yet written, such as failed sends.
     pub deliveries: Vec<DeliveryRecord>,
-    /// Queue that receives a copy of each message dead-lettered here.
-    pub error_queue: Option<String>,
+    /// What else happens to messages dead-lettered here.
+    pub dead_letters: DeadLetterPolicy,
 }
 
 /// Result of [`Queue::finish`].
@@ -234,9 +236,19 @@ pub struct MessageInfo {
 /// Maximum length of a queue or worker name.
 pub const MAX_NAME_LEN: usize = 128;
 
+/// Prefix of the queues Herald uses itself. Users cannot name a queue or a
+/// worker with it.
+pub const INTERNAL_PREFIX: &str = "herald.";
+
 /// Checks a queue or worker name: 1 to 128 characters from `A-Z a-z 0-9 . _ -`,
-/// so that it fits in a URL path segment and a file name unescaped.
+/// so that it fits in a URL path segment and a file name unescaped, and not
+/// starting with [`INTERNAL_PREFIX`].
 pub fn validate_queue_name(name: &str) -> Result<(), String> {
+    if name.starts_with(INTERNAL_PREFIX) {
+        return Err(format!(
+            "invalid name \"{name}\"; names starting with \"{INTERNAL_PREFIX}\" are reserved for Herald"
+        ));
+    }
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
@@ -280,6 +292,15 @@ impl Queue {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         Arc::clone(wakeups.entry(queue.to_owned()).or_default())
+    }
+
+    fn wake_policy_queues(&self, policy: &DeadLetterPolicy) {
+        if let Some(error_queue) = &policy.error_queue {
+            self.wake(error_queue);
+        }
+        if policy.notify_worker.is_some() {
+            self.wake(FAILURE_NOTICE_QUEUE);
+        }
     }
 
     fn wake(&self, queue: &str) {
@@ -330,15 +351,13 @@ impl Queue {
     /// attempts left become `retryable` now, and the others are dead-lettered
     /// with the reason [`WORKER_LOST`] and returned in [`Reservation::lost`].
     pub async fn reserve(&self, params: ReserveParams) -> Result<Reservation, StoreError> {
-        let error_queue = params.error_queue.clone();
+        let policy = params.dead_letters.clone();
         let reservation = self
             .db
             .write(move |transaction| reserve(transaction, &params))
             .await?;
-        if let Some(error_queue) = error_queue
-            && !reservation.lost.is_empty()
-        {
-            self.wake(&error_queue);
+        if !reservation.lost.is_empty() {
+            self.wake_policy_queues(&policy);
         }
         Ok(reservation)
     }
@@ -368,15 +387,13 @@ impl Queue {
     /// one transaction. A message no longer held by the reservation is left
     /// alone and reported in [`Finished::stale`].
     pub async fn finish(&self, params: FinishParams) -> Result<Finished, StoreError> {
-        let error_queue = params.error_queue.clone();
+        let policy = params.dead_letters.clone();
         let finished = self
             .db
             .write(move |transaction| finish(transaction, &params))
             .await?;
-        if let Some(error_queue) = error_queue
-            && !finished.dead.is_empty()
-        {
-            self.wake(&error_queue);
+        if !finished.dead.is_empty() {
+            self.wake_policy_queues(&policy);
         }
         Ok(finished)
     }
@@ -609,9 +626,7 @@ fn reserve(
     for letter in &lost {
         tracing::warn!(message_id = %letter.id, attempts = letter.attempts, "dead-lettered: worker lost");
     }
-    if let Some(error_queue) = &params.error_queue {
-        dead::copy_to_queue(transaction, error_queue, &lost, now)?;
-    }
+    dead::apply_policy(transaction, &params.dead_letters, &lost, now)?;
 
     let reservation_id = params.reservation_id.clone().unwrap_or_else(new_id);
     let until = now + duration_ms(params.timeout);
@@ -738,9 +753,7 @@ fn finish(transaction: &Transaction<'_>, params: &FinishParams) -> Result<Finish
         }
     }
 
-    if let Some(error_queue) = &params.error_queue {
-        dead::copy_to_queue(transaction, error_queue, &finished.dead, now)?;
-    }
+    dead::apply_policy(transaction, &params.dead_letters, &finished.dead, now)?;
 
     for record in &params.deliveries {
         audit::insert_delivery(transaction, record)?;
