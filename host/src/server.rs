@@ -181,14 +181,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Scripts and tests read the bound address from this line.
     println!("herald listening on http://{address}");
 
+    // One signal starts both the HTTP drain and the dispatcher's shutdown,
+    // so reserving stops at once rather than after the last HTTP client.
+    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signalled.send_replace(true);
+    });
+    let dispatcher_app = Arc::clone(&app);
+    let mut dispatcher_signal = on_signal.clone();
+    let dispatcher_shutdown = tokio::spawn(async move {
+        let _ = dispatcher_signal.wait_for(|signalled| *signalled).await;
+        dispatcher_app.dispatcher.shutdown(grace).await;
+    });
+
     let router = crate::api::router(Arc::clone(&app));
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            let _ = on_signal.wait_for(|signalled| *signalled).await;
+        })
         .await
         .context("HTTP server failed")?;
     tracing::info!("HTTP server stopped");
 
-    app.dispatcher.shutdown(grace).await;
+    dispatcher_shutdown.await?;
     tracing::info!("herald stopped");
     Ok(())
 }

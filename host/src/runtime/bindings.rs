@@ -15,4 +15,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use herald::worker::{audit, config, gateway, log, queue, template, types};
+pub use self::herald::worker::{audit, config, gateway, log, queue, template, types};
