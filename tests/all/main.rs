@@ -8,7 +8,10 @@ mod support;
 
 mod auth;
 mod cli;
+mod crash;
 mod email;
+mod faults;
 mod reservation;
+mod retries;
 mod smtp_tls;
 mod upload;

@@ -25,6 +25,8 @@ pub struct Received {
 struct Inbox {
     messages: Mutex<Vec<Received>>,
     arrived: Condvar,
+    /// Addresses already failed once under `fail_once_prefix`.
+    failed_once: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Options of a test SMTP server.
@@ -36,6 +38,9 @@ pub struct SmtpOptions {
     pub credentials: Option<(String, String)>,
     /// Reply to RCPT TO for addresses starting with this prefix.
     pub reject_prefix: Option<(String, u16)>,
+    /// Answer 451 to the first RCPT TO of each address starting with this
+    /// prefix, and accept it after that.
+    pub fail_once_prefix: Option<String>,
 }
 
 /// A running SMTP server. It stops when the test process exits.
@@ -72,6 +77,12 @@ impl Handler for Collector {
             && to.starts_with(prefix.as_str())
         {
             return Response::custom(*code, format!("recipient {to} rejected by test server"));
+        }
+        if let Some(prefix) = &self.options.fail_once_prefix
+            && to.starts_with(prefix.as_str())
+            && self.inbox.failed_once.lock().unwrap().insert(to.to_owned())
+        {
+            return Response::custom(451, format!("try {to} again later"));
         }
         if let Some(current) = &mut self.current {
             current.to.push(to.to_owned());
@@ -134,6 +145,7 @@ impl SmtpServer {
                 tls: options.tls.clone(),
                 credentials: options.credentials.clone(),
                 reject_prefix: options.reject_prefix.clone(),
+                fail_once_prefix: options.fail_once_prefix.clone(),
             }),
             current: None,
             user: None,
@@ -169,9 +181,15 @@ impl SmtpServer {
         format!("smtp://{}", self.addr)
     }
 
-    /// Returns a copy of every message received so far.
-    pub fn messages(&self) -> Vec<Received> {
-        self.inbox.messages.lock().unwrap().clone()
+    /// Returns how many messages each recipient received.
+    pub fn per_recipient(&self) -> std::collections::HashMap<String, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for message in self.inbox.messages.lock().unwrap().iter() {
+            for recipient in &message.to {
+                *counts.entry(recipient.clone()).or_default() += 1;
+            }
+        }
+        counts
     }
 
     /// Returns how many messages arrived so far.
