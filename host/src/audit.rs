@@ -177,7 +177,9 @@ impl AuditLog {
             .read(move |connection| {
                 let receipt = connection
                     .prepare_cached(
-                        "SELECT id, gateway, provider_id FROM deliveries
+                        // Without statistics the planner may prefer the worker
+                        // index and scan every row of the worker.
+                        "SELECT id, gateway, provider_id FROM deliveries INDEXED BY deliveries_sent
                          WHERE worker = ?1 AND idempotency_key = ?2 AND status = 'sent'
                          ORDER BY created_at, id LIMIT 1",
                     )?
@@ -198,42 +200,59 @@ impl AuditLog {
     pub async fn list(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryInfo>, StoreError> {
         self.db
             .read(move |connection| {
-                let mut statement = connection.prepare_cached(
+                // Only the filters given go into the query, so that SQLite can
+                // use the index of the column filtered on.
+                let mut conditions = Vec::new();
+                let mut values: Vec<&dyn rusqlite::ToSql> = Vec::new();
+                let status = filter.status.map(DeliveryStatus::as_str);
+                let filters: [(&str, Option<&dyn rusqlite::ToSql>); 4] = [
+                    ("worker", filter.worker.as_ref().map(|value| value as _)),
+                    (
+                        "recipient",
+                        filter.recipient.as_ref().map(|value| value as _),
+                    ),
+                    ("status", status.as_ref().map(|value| value as _)),
+                    (
+                        "message_id",
+                        filter.message_id.as_ref().map(|value| value as _),
+                    ),
+                ];
+                for (column, value) in filters {
+                    if let Some(value) = value {
+                        conditions.push(format!("{column} = ?"));
+                        values.push(value);
+                    }
+                }
+                let where_clause = if conditions.is_empty() {
+                    String::new()
+                } else {
+                    format!("WHERE {}", conditions.join(" AND "))
+                };
+                values.push(&filter.limit);
+                let sql = format!(
                     "SELECT id, message_id, worker, worker_version, channel, gateway, recipient,
                             status, provider_id, attempt, error, created_at
-                     FROM deliveries
-                     WHERE (:worker IS NULL OR worker = :worker)
-                       AND (:recipient IS NULL OR recipient = :recipient)
-                       AND (:status IS NULL OR status = :status)
-                       AND (:message_id IS NULL OR message_id = :message_id)
+                     FROM deliveries {where_clause}
                      ORDER BY created_at DESC, id DESC
-                     LIMIT :limit",
-                )?;
-                let rows = statement.query_map(
-                    named_params! {
-                        ":worker": filter.worker,
-                        ":recipient": filter.recipient,
-                        ":status": filter.status.map(DeliveryStatus::as_str),
-                        ":message_id": filter.message_id,
-                        ":limit": filter.limit,
-                    },
-                    |row| {
-                        Ok(DeliveryInfo {
-                            id: row.get(0)?,
-                            message_id: row.get(1)?,
-                            worker: row.get(2)?,
-                            worker_version: row.get(3)?,
-                            channel: row.get(4)?,
-                            gateway: row.get(5)?,
-                            recipient: row.get(6)?,
-                            status: row.get(7)?,
-                            provider_id: row.get(8)?,
-                            attempt: row.get(9)?,
-                            error: row.get(10)?,
-                            created_at: clock::to_rfc3339(row.get(11)?),
-                        })
-                    },
-                )?;
+                     LIMIT ?"
+                );
+                let mut statement = connection.prepare_cached(&sql)?;
+                let rows = statement.query_map(values.as_slice(), |row| {
+                    Ok(DeliveryInfo {
+                        id: row.get(0)?,
+                        message_id: row.get(1)?,
+                        worker: row.get(2)?,
+                        worker_version: row.get(3)?,
+                        channel: row.get(4)?,
+                        gateway: row.get(5)?,
+                        recipient: row.get(6)?,
+                        status: row.get(7)?,
+                        provider_id: row.get(8)?,
+                        attempt: row.get(9)?,
+                        error: row.get(10)?,
+                        created_at: clock::to_rfc3339(row.get(11)?),
+                    })
+                })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
