@@ -3,9 +3,9 @@
 //!
 //! Each gateway attempt becomes one row per recipient. A `sent` row is
 //! committed as soon as the gateway accepts the notification, before the
-//! batch ends, so that a crash between the send and the batch outcome cannot
-//! lead to a second send: the retried batch finds the row and suppresses the
-//! duplicate. Every other row is written in the transaction that records the
+//! batch ends. A crash between the send and the batch outcome then cannot
+//! lead to a second send, because the retried batch finds the row and
+//! suppresses the duplicate. Every other row is written in the transaction that records the
 //! message's outcome (see [`crate::queue::Queue::finish`]).
 
 use rusqlite::{OptionalExtension, Transaction, named_params};

@@ -2,7 +2,7 @@
 //! binding names a `failure_webhook`.
 //!
 //! A notice is queued on [`FAILURE_NOTICE_QUEUE`] in the same transaction that
-//! dead-letters the message, so a crash never loses it. This module consumes
+//! dead-letters the message, so a process crash cannot separate the two. This module consumes
 //! that queue with the same reservation, retry and dead-letter rules as
 //! workers use, without a WebAssembly instance.
 //!

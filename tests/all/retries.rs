@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::smtp::SmtpOptions;
-use crate::support::{Herald, SmtpServer, smtp_gateway, wait_until, workers};
+use crate::support::{Herald, SmtpServer, parse_time, smtp_gateway, wait_until, workers};
 
 const FAST_RETRIES: &str = r#"
 [workers.test-worker]
@@ -51,9 +51,7 @@ async fn retry_shows_error_attempts_and_next_run() {
     let run_at = message["run_at"]
         .as_str()
         .expect("run_at of a retryable message");
-    let run_at =
-        time::OffsetDateTime::parse(run_at, &time::format_description::well_known::Rfc3339)
-            .unwrap();
+    let run_at = parse_time(run_at);
     let now = time::OffsetDateTime::now_utc();
     assert!(
         run_at <= now + time::Duration::seconds(31),
@@ -77,9 +75,7 @@ async fn worker_delay_overrides_backoff() {
 
     let message = herald.message(&ids[0]).await;
     let run_at = message["run_at"].as_str().unwrap();
-    let run_at =
-        time::OffsetDateTime::parse(run_at, &time::format_description::well_known::Rfc3339)
-            .unwrap();
+    let run_at = parse_time(run_at);
     let now = time::OffsetDateTime::now_utc();
     assert!(run_at > now + time::Duration::seconds(590), "{run_at}");
 }
@@ -322,16 +318,8 @@ async fn delayed_message_waits() {
         .wait_for_state(&ids, "completed", Duration::from_secs(30))
         .await;
     let message = herald.message(&ids[0]).await;
-    let enqueued = time::OffsetDateTime::parse(
-        message["enqueued_at"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
-    let finished = time::OffsetDateTime::parse(
-        message["finished_at"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
+    let enqueued = parse_time(message["enqueued_at"].as_str().unwrap());
+    let finished = parse_time(message["finished_at"].as_str().unwrap());
     assert!(
         finished - enqueued >= time::Duration::seconds(2),
         "ran before it was due"

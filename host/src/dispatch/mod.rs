@@ -245,9 +245,9 @@ async fn acquire_permits(
     Some((worker, global))
 }
 
-/// Reserves up to a batch of messages; when the batch is not full and the
-/// binding has a batch wait, keeps adding to the same reservation until the
-/// batch is full or the wait is over. Returns `None` when nothing was due.
+/// Reserves up to a batch of messages. When the batch is not full and the
+/// binding has a batch wait, it keeps adding to the same reservation until
+/// the batch is full or the wait is over. Returns `None` when nothing was due.
 async fn reserve_batch(
     shared: &Shared,
     name: &str,

@@ -122,7 +122,7 @@ pub struct ReserveParams {
     /// Attempts after which a message whose reservation expired is
     /// dead-lettered instead of retried.
     pub max_attempts: u32,
-    /// What else happens to messages dead-lettered here.
+    /// Policy for messages this call dead-letters.
     pub dead_letters: DeadLetterPolicy,
     /// Reservation to add the messages to, for topping up a batch that is
     /// still filling. A new reservation id is made when `None`.
@@ -191,7 +191,7 @@ pub struct FinishParams {
     pub dispositions: Vec<(String, Disposition)>,
     /// Delivery log rows not yet written, such as failed sends.
     pub deliveries: Vec<DeliveryRecord>,
-    /// What else happens to messages dead-lettered here.
+    /// Policy for messages this call dead-letters.
     pub dead_letters: DeadLetterPolicy,
 }
 

@@ -32,6 +32,12 @@ where
     }
 }
 
+/// Parses an RFC 3339 time from an API response; panics naming the text.
+pub fn parse_time(text: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|error| panic!("{text:?} is not RFC 3339: {error}"))
+}
+
 /// Returns config text for an `smtp` gateway named `email` pointing at `smtp`.
 pub fn smtp_gateway(smtp: &SmtpServer) -> String {
     format!(

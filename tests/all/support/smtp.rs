@@ -38,7 +38,7 @@ pub struct SmtpOptions {
     pub credentials: Option<(String, String)>,
     /// Reply to RCPT TO for addresses starting with this prefix.
     pub reject_prefix: Option<(String, u16)>,
-    /// Answer 451 to the first RCPT TO of each address starting with this
+    /// Reply 451 to the first RCPT TO of each address starting with this
     /// prefix, and accept it after that.
     pub fail_once_prefix: Option<String>,
 }
