@@ -321,3 +321,55 @@ async fn guest_output_reaches_log() {
         "log line lacks the message id: {line}"
     );
 }
+
+#[tokio::test]
+async fn sandbox_denies_env_files_and_sockets() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let herald = Herald::start_with_env("", &[("HERALD_TEST_VISIBLE", "leak")]);
+    herald.deploy("test-worker", workers::test_worker()).await;
+
+    let ids = herald
+        .enqueue(
+            "test-worker",
+            &[json!({"action": "probe", "connect": target})],
+        )
+        .await;
+    herald
+        .wait_for_state(&ids, "completed", Duration::from_secs(30))
+        .await;
+
+    let logs = wait_until("the probe's last line", Duration::from_secs(5), || async {
+        let logs = herald.logs();
+        logs.contains("probe connect").then_some(logs)
+    })
+    .await;
+    let line = |prefix: &str| -> String {
+        logs.lines()
+            .find(|line| line.contains(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{logs}"))
+            .to_owned()
+    };
+    assert!(
+        line("probe env:").contains("probe env: 0 variables"),
+        "{}",
+        line("probe env:")
+    );
+    assert!(
+        line("probe read_dir /:").contains("denied"),
+        "{}",
+        line("probe read_dir /:")
+    );
+    assert!(
+        line("probe read_dir .:").contains("denied"),
+        "{}",
+        line("probe read_dir .:")
+    );
+    assert!(
+        line("probe connect").contains("denied"),
+        "{}",
+        line("probe connect")
+    );
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "the guest opened a connection");
+}

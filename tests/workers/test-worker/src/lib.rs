@@ -173,12 +173,47 @@ fn run_action(message: &Message, action: &str, payload: Map<String, Value>) -> R
             eprintln!("{text}");
             Ok(())
         }
+        "probe" => {
+            let ProbeFields { connect } = parse_fields(action, payload)?;
+            probe_sandbox(message, &connect);
+            Ok(())
+        }
         unknown => Err(Error::fail(format!(
             "unknown action `{unknown}`, expected one of send, send_many, sleep, trap, loop, \
              memory, stack, retry, fail, defer, done, enqueue, audit, log, config, stdout, \
-             short_outcomes or extra_outcomes"
+             probe, short_outcomes or extra_outcomes"
         ))),
     }
+}
+
+/// Fields of `probe`.
+#[derive(Deserialize)]
+struct ProbeFields {
+    /// A `host:port` to try to open a TCP connection to.
+    connect: String,
+}
+
+/// Tries what the sandbox must deny and logs one line per probe: the number
+/// of environment variables, reading the root folder and the working folder,
+/// and a TCP connection to `connect`.
+fn probe_sandbox(message: &Message, connect: &str) {
+    let logger = log::for_message(message);
+    logger.info(&format!(
+        "probe env: {} variables",
+        std::env::vars().count()
+    ));
+    for folder in ["/", "."] {
+        let outcome = match std::fs::read_dir(folder) {
+            Ok(entries) => format!("opened, {} entries", entries.count()),
+            Err(error) => format!("denied: {error}"),
+        };
+        logger.info(&format!("probe read_dir {folder}: {outcome}"));
+    }
+    let outcome = match std::net::TcpStream::connect(connect) {
+        Ok(_) => "connected".to_string(),
+        Err(error) => format!("denied: {error}"),
+    };
+    logger.info(&format!("probe connect {connect}: {outcome}"));
 }
 
 /// Fields of `send`.
