@@ -373,3 +373,22 @@ async fn sandbox_denies_env_files_and_sockets() {
     listener.set_nonblocking(true).unwrap();
     assert!(listener.accept().is_err(), "the guest opened a connection");
 }
+
+#[tokio::test]
+async fn output_over_limit_does_not_trap() {
+    let herald = start().await;
+    let text = "x".repeat(100 * 1024);
+
+    let ids = herald
+        .enqueue("test-worker", &[json!({"action": "stdout", "text": text})])
+        .await;
+
+    herald
+        .wait_for_state(&ids, "completed", Duration::from_secs(30))
+        .await;
+    let logs = herald.logs();
+    assert!(
+        logs.contains("dropped worker stdout/stderr over the per-batch limit"),
+        "{logs}"
+    );
+}

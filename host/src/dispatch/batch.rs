@@ -174,6 +174,13 @@ impl BatchContext {
             .run_batch(&self.worker, messages, scope, limits)
             .await;
         self.log_output(&run);
+        if run.dropped_output > 0 {
+            tracing::warn!(
+                worker = %self.worker.name,
+                dropped_bytes = run.dropped_output,
+                "dropped worker stdout/stderr over the per-batch limit"
+            );
+        }
         if run.scope.dropped_log_lines > 0 {
             tracing::warn!(
                 worker = %self.worker.name,

@@ -14,6 +14,7 @@
 
 pub mod bindings;
 mod host;
+mod output;
 mod state;
 
 use std::collections::HashMap;
@@ -26,7 +27,6 @@ use wasmtime::{
     Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
     Trap, UpdateDeadline,
 };
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtxBuilder};
 
 use crate::audit::AuditLog;
@@ -34,6 +34,7 @@ use crate::config::RuntimeConfig;
 use crate::gateway::Gateways;
 use crate::queue::{Queue, ReservedMessage};
 use bindings::{NotificationWorker, NotificationWorkerPre};
+use output::CapturedOutput;
 pub use state::{BatchScope, PendingDelivery};
 use state::{MemoryLimiter, WorkerState};
 
@@ -41,7 +42,8 @@ use state::{MemoryLimiter, WorkerState};
 /// executor at every tick and is stopped at the first tick past its deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Bytes of stdout and of stderr kept per batch; the rest is dropped.
+/// Bytes of stdout and of stderr kept per batch. The rest is counted and
+/// dropped.
 const OUTPUT_CAPACITY: usize = 64 * 1024;
 
 /// Services the host lends to every instance.
@@ -151,6 +153,8 @@ pub struct BatchRun {
     pub stdout: Vec<u8>,
     /// The guest's stderr.
     pub stderr: Vec<u8>,
+    /// Bytes of stdout and stderr dropped over the capture limit.
+    pub dropped_output: u64,
     /// How long the batch took, instantiation included.
     pub elapsed: Duration,
 }
@@ -326,8 +330,8 @@ impl Runtime {
             .map(|message| (message.id.clone(), message.attempt))
             .collect::<HashMap<_, _>>();
 
-        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stdout = CapturedOutput::new(OUTPUT_CAPACITY);
+        let stderr = CapturedOutput::new(OUTPUT_CAPACITY);
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -389,11 +393,14 @@ impl Runtime {
             ))),
             other => other,
         };
+        let (stdout, stdout_dropped) = stdout.take();
+        let (stderr, stderr_dropped) = stderr.take();
         BatchRun {
             result,
             scope: state.scope,
-            stdout: stdout.contents().to_vec(),
-            stderr: stderr.contents().to_vec(),
+            stdout,
+            stderr,
+            dropped_output: stdout_dropped + stderr_dropped,
             elapsed: started.elapsed(),
         }
     }
