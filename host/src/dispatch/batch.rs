@@ -54,36 +54,33 @@ impl BatchContext {
     }
 
     /// Runs `messages` and records their outcomes, splitting the batch on a
-    /// trap. Extends the reservation every third of its timeout meanwhile.
+    /// trap. Extends the reservation every third of its timeout meanwhile,
+    /// from a task of its own, so that a guest that keeps this task busy
+    /// cannot let the reservation lapse.
     pub async fn process(&self, messages: Vec<ReservedMessage>) -> BatchReport {
         let timeout = self.binding.reservation_timeout;
         let touch_every = (timeout / 3).max(Duration::from_millis(100));
-        let touch = async {
+        let queue = self.queue().clone();
+        let reservation_id = self.reservation_id.clone();
+        let _touch = AbortOnDrop(tokio::spawn(async move {
             let mut interval = tokio::time::interval(touch_every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             interval.tick().await;
             loop {
                 interval.tick().await;
-                match self
-                    .queue()
-                    .touch(self.reservation_id.clone(), timeout)
-                    .await
-                {
+                match queue.touch(reservation_id.clone(), timeout).await {
                     Ok(held) => {
-                        tracing::debug!(reservation = %self.reservation_id, held, "extended reservation")
+                        tracing::debug!(reservation = %reservation_id, held, "extended reservation")
                     }
                     Err(error) => {
-                        tracing::warn!(reservation = %self.reservation_id, %error, "failed to extend reservation")
+                        tracing::warn!(reservation = %reservation_id, %error, "failed to extend reservation")
                     }
                 }
             }
-        };
+        }));
 
         let mut report = BatchReport::default();
-        let work = self.process_split(messages, &mut report);
-        tokio::select! {
-            () = work => {}
-            () = touch => unreachable!("the touch loop never ends"),
-        }
+        self.process_split(messages, &mut report).await;
         report
     }
 
@@ -325,6 +322,16 @@ impl BatchContext {
         if let Err(error) = self.queue().finish(params).await {
             tracing::error!(worker = %self.worker.name, %error, "failed to record delivery rows of a faulted run");
         }
+    }
+}
+
+/// Aborts a task when dropped, including when the batch itself is aborted
+/// on shutdown.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -83,6 +83,13 @@ impl Dispatcher {
         if let Some(running) = loops.get(&worker.name)
             && !running.task.is_finished()
         {
+            // Two uploads may finish compiling out of order; the higher
+            // version, which the store made active, wins.
+            let current = running.version.borrow().version;
+            if worker.version < current {
+                tracing::info!(worker = %worker.name, version = worker.version, current, "ignored deploy of an older version");
+                return;
+            }
             tracing::info!(worker = %worker.name, version = worker.version, "switched worker to new version");
             running.version.send_replace(worker);
             return;

@@ -352,10 +352,16 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+                return Ok(UpdateDeadline::Interrupt);
             }
+            // tokio's yield_now lets the worker thread run its timers and I/O
+            // before it polls this task again. A plain self-wake can keep a
+            // busy guest in tokio's LIFO slot, so the batch's reservation
+            // touch timer stops firing while the guest spins.
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
         });
 
         let batch: Vec<bindings::types::Message> = messages.iter().map(to_wit_message).collect();
