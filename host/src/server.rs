@@ -172,10 +172,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let grace = Duration::from_secs(config.queue.shutdown_grace_secs);
     let listen = config.listen;
-    let app = Arc::new(App::start(config).await?);
+    // Bind before anything starts reserving, so that a second process on the
+    // same config fails without touching the queue.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("failed to listen on {listen}"))?;
+    let app = Arc::new(App::start(config).await?);
     let address: SocketAddr = listener.local_addr()?;
     tracing::info!(%address, data_dir = %app.config.data_dir.display(), auth = token_set, "herald listening");
     // Scripts and tests read the bound address from this line.

@@ -190,3 +190,44 @@ async fn client_commands_deploy_enqueue_and_list() {
     assert!(listed.contains("ada@example.com"), "{listed}");
     assert!(listed.contains("sent"), "{listed}");
 }
+
+#[tokio::test]
+async fn second_server_on_same_address_touches_nothing() {
+    let config = "[workers.test-worker]\nconcurrency = 1\nbatch_size = 1\n";
+    let herald = Herald::start(config);
+    herald.deploy("test-worker", workers::test_worker()).await;
+    let payloads = vec![serde_json::json!({"action": "sleep", "ms": 100}); 20];
+    let ids = herald.enqueue("test-worker", &payloads).await;
+    let address = herald.base_url.trim_start_matches("http://").to_owned();
+    let text = std::fs::read_to_string(herald.config_path())
+        .unwrap()
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{address}\""),
+        );
+    let second_config = write_file(herald.dir.path(), "second.toml", &text);
+
+    let output = Command::new(HERALD)
+        .args(["serve", "--config"])
+        .arg(&second_config)
+        .current_dir(herald.dir.path())
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("failed to listen on {address}")),
+        "{stderr}"
+    );
+    herald
+        .wait_for_state(&ids, "completed", Duration::from_secs(60))
+        .await;
+    for id in &ids {
+        let message = herald.message(id).await;
+        assert_eq!(
+            message["attempts"], 1,
+            "the failed server reserved {id}: {message}"
+        );
+    }
+}
