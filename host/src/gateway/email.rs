@@ -7,6 +7,8 @@
 use std::str::FromStr;
 use std::time::SystemTime;
 
+use base64::Engine as _;
+use lettre::Address;
 use lettre::address::Envelope;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -66,7 +68,28 @@ const RESERVED_HEADERS: &[&str] = &[
     "content-transfer-encoding",
     "sender",
     "return-path",
+    // Trace and authentication headers belong to the servers that relay
+    // the message; a worker setting them could forge a delivery path.
+    "received",
+    "dkim-signature",
+    "authentication-results",
+    "arc-seal",
+    "arc-message-signature",
+    "arc-authentication-results",
 ];
+
+/// Prefixes of header names that are reserved as a group: resent headers
+/// (RFC 5322, section 3.6.6).
+const RESERVED_PREFIXES: &[&str] = &["resent-"];
+
+/// Longest line a header may occupy before folding, excluding CRLF
+/// (RFC 5322, section 2.1.1 recommends 78).
+const HEADER_LINE_MAX: usize = 78;
+
+/// Raw bytes per RFC 2047 encoded word. 42 bytes become 56 base64
+/// characters, so `=?utf-8?b?…?=` is 68 characters: within the 75 that
+/// RFC 2047, section 2, allows, and within 78 after `Subject: `.
+const ENCODED_WORD_BYTES: usize = 42;
 
 /// Validates `email` and formats it with `default_from` as the sender unless
 /// the email names one, and `<{unique}@{sender's domain}>` as its Message-ID.
@@ -92,20 +115,22 @@ pub fn prepare(
     }
 
     let message_id = format!("<{unique}@{}>", from.email.domain());
+    let sender = from.email.clone();
     let mut builder = lettre::Message::builder()
         .from(from)
-        .subject(email.subject.clone())
+        .raw_header(subject_header(&email.subject))
         .date(SystemTime::now())
         .message_id(Some(message_id.clone()));
 
-    let mut recipients: Vec<String> = Vec::new();
+    // Envelope recipients without duplicates, compared without regard to
+    // case, so each address gets one RCPT TO and one delivery row.
+    let mut envelope_to: Vec<Address> = Vec::new();
     let mut add_recipient = |mailbox: &Mailbox| {
-        let address = mailbox.email.to_string();
-        if !recipients
-            .iter()
-            .any(|known| known.eq_ignore_ascii_case(&address))
-        {
-            recipients.push(address);
+        let known = envelope_to.iter().any(|address| {
+            AsRef::<str>::as_ref(address).eq_ignore_ascii_case(mailbox.email.as_ref())
+        });
+        if !known {
+            envelope_to.push(mailbox.email.clone());
         }
     };
     for address in &email.to {
@@ -149,12 +174,76 @@ pub fn prepare(
     }
     .map_err(|error| SendError::InvalidInput(format!("invalid email: {error}")))?;
 
+    let recipients = envelope_to.iter().map(ToString::to_string).collect();
+    let envelope = Envelope::new(Some(sender), envelope_to)
+        .map_err(|error| SendError::InvalidInput(format!("invalid envelope: {error}")))?;
     Ok(PreparedEmail {
         message_id,
         recipients,
-        envelope: message.envelope().clone(),
+        envelope,
         bytes: message.formatted(),
     })
+}
+
+/// Builds the Subject header. A short subject of printable ASCII goes out as
+/// it is. A longer one is folded at spaces, and one with a word too long to
+/// fold, non-ASCII text or a literal `=?` (which mail readers would decode as
+/// an encoded word) is sent as RFC 2047 encoded words, one per line.
+fn subject_header(subject: &str) -> HeaderValue {
+    let name = HeaderName::new_from_ascii_str("Subject");
+    let printable = subject.bytes().all(|byte| (0x20..0x7f).contains(&byte));
+    let encoded = match printable && !subject.contains("=?") {
+        true => fold_at_spaces(subject).unwrap_or_else(|| encode_words(subject)),
+        false => encode_words(subject),
+    };
+    HeaderValue::dangerous_new_pre_encoded(name, subject.to_owned(), encoded)
+}
+
+/// Folds printable ASCII at spaces so that no line of `Subject: ...` is
+/// longer than [`HEADER_LINE_MAX`]. Returns `None` when a word is too long.
+fn fold_at_spaces(subject: &str) -> Option<String> {
+    let mut folded = String::with_capacity(subject.len() + 8);
+    let mut line_length = "Subject: ".len();
+    for (index, word) in subject.split(' ').enumerate() {
+        if index > 0 {
+            if line_length + 1 + word.len() > HEADER_LINE_MAX {
+                folded.push_str("\r\n");
+                line_length = 0;
+            }
+            folded.push(' ');
+            line_length += 1;
+        }
+        if line_length + word.len() > HEADER_LINE_MAX {
+            return None;
+        }
+        folded.push_str(word);
+        line_length += word.len();
+    }
+    Some(folded)
+}
+
+/// Encodes `text` as base64 encoded words on folded lines. Each word holds
+/// whole characters, as RFC 2047, section 5, requires.
+fn encode_words(text: &str) -> String {
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for character in text.chars() {
+        if chunk.len() + character.len_utf8() > ENCODED_WORD_BYTES {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(character);
+    }
+    if !chunk.is_empty() || words.is_empty() {
+        words.push(chunk);
+    }
+    words
+        .iter()
+        .map(|word| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(word.as_bytes());
+            format!("=?utf-8?b?{encoded}?=")
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n ")
 }
 
 fn parse_mailbox(field: &str, text: &str) -> Result<Mailbox, SendError> {
@@ -186,10 +275,12 @@ fn extra_header(name: &str, value: &str) -> Result<HeaderValue, SendError> {
             "invalid header name \"{name}\"; use printable ASCII without spaces or colons"
         )));
     }
-    if RESERVED_HEADERS
-        .iter()
-        .any(|reserved| reserved.eq_ignore_ascii_case(name))
-    {
+    let lower = name.to_ascii_lowercase();
+    let reserved = RESERVED_HEADERS.contains(&lower.as_str())
+        || RESERVED_PREFIXES
+            .iter()
+            .any(|prefix| lower.starts_with(prefix));
+    if reserved {
         return Err(SendError::InvalidInput(format!(
             "header \"{name}\" is set by Herald from the email's fields; use the field instead"
         )));
@@ -306,6 +397,102 @@ mod tests {
         };
         let error = prepare(&email, &default_from(), "d1").unwrap_err();
         assert!(matches!(error, SendError::InvalidInput(_)), "{error:?}");
+    }
+
+    fn parsed_subject(subject: &str) -> (String, String) {
+        let email = OutgoingEmail {
+            subject: subject.to_owned(),
+            ..welcome()
+        };
+        let raw = formatted(&email);
+        let parsed = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap();
+        (parsed.subject().unwrap_or_default().to_owned(), raw)
+    }
+
+    #[test]
+    fn subjects_round_trip_and_lines_fit() {
+        let cases = [
+            "Welcome, Ada".to_owned(),
+            "word ".repeat(60).trim_end().to_owned(),
+            "N".repeat(3_000),
+            "=?utf-8?b?SGFja2Vk?=".to_owned(),
+            "Grüße aus Köln 👋 ".repeat(20),
+            String::new(),
+        ];
+        for subject in cases {
+            let (decoded, raw) = parsed_subject(&subject);
+            assert_eq!(decoded, subject, "raw:\n{raw}");
+            for line in raw.split("\r\n") {
+                assert!(
+                    line.len() <= HEADER_LINE_MAX,
+                    "{} octets: {line}",
+                    line.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn short_ascii_subject_stays_readable() {
+        let (_, raw) = parsed_subject("Welcome to Example, Ada");
+        assert!(
+            raw.contains("Subject: Welcome to Example, Ada\r\n"),
+            "{raw}"
+        );
+    }
+
+    #[test]
+    fn encoded_words_hold_whole_characters() {
+        let encoded = encode_words(&"€".repeat(40));
+        for word in encoded.split("\r\n ") {
+            let payload = word
+                .strip_prefix("=?utf-8?b?")
+                .and_then(|rest| rest.strip_suffix("?="))
+                .unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .unwrap();
+            assert!(
+                String::from_utf8(bytes).is_ok(),
+                "{word} splits a character"
+            );
+            assert!(word.len() <= 75, "{word}");
+        }
+    }
+
+    #[test]
+    fn trace_headers_are_rejected() {
+        for name in ["Received", "DKIM-Signature", "Resent-From"] {
+            let email = OutgoingEmail {
+                headers: vec![(name.into(), "x".into())],
+                ..welcome()
+            };
+            let error = prepare(&email, &default_from(), "d1").unwrap_err();
+            assert!(
+                matches!(error, SendError::InvalidInput(_)),
+                "{name}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn envelope_has_each_recipient_once() {
+        let email = OutgoingEmail {
+            to: vec!["a1@example.com".into(), "A1@example.com".into()],
+            cc: vec!["b1@example.com".into()],
+            ..welcome()
+        };
+        let prepared = prepare(&email, &default_from(), "d1").unwrap();
+        let envelope: Vec<String> = prepared
+            .envelope
+            .to()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(envelope, ["a1@example.com", "b1@example.com"]);
+        assert_eq!(prepared.recipients, envelope);
     }
 
     #[test]
