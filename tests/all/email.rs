@@ -345,3 +345,49 @@ async fn invalid_enqueue_requests_are_rejected() {
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
     assert_eq!(response["error"]["code"], "invalid_json");
 }
+
+#[tokio::test]
+async fn framework_errors_are_json() {
+    let herald = Herald::start("");
+
+    let (status, body) = herald.get("/v1/queues/q/messages").await;
+    assert_eq!(status, reqwest::StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("method GET is not allowed on /v1/queues/q/messages"),
+        "{body}"
+    );
+
+    let (status, body) = herald.get("/v1/messages/%FF").await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+
+    let (status, body) = herald.get("/nowhere").await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+}
+
+#[tokio::test]
+async fn long_subject_is_folded() {
+    let smtp = SmtpServer::start();
+    let herald = Herald::start(&smtp_gateway(&smtp));
+    herald
+        .deploy("welcome-email", workers::welcome_email())
+        .await;
+    let name = "N".repeat(3_000);
+
+    herald
+        .enqueue(
+            "welcome-email",
+            &[json!({"email": "ada@example.com", "name": name, "token": "t"})],
+        )
+        .await;
+    let received = tokio::task::spawn_blocking(move || smtp.wait_for(1, Duration::from_secs(30)))
+        .await
+        .unwrap();
+
+    mail::assert_line_lengths(&received[0].data);
+    let email = mail::parse(&received[0].data);
+    assert_eq!(email.subject, format!("Welcome to Example, {name}"));
+}

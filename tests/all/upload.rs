@@ -154,3 +154,18 @@ async fn deployed_worker_survives_restart() {
         .wait_for_state(&ids, "completed", std::time::Duration::from_secs(30))
         .await;
 }
+
+#[tokio::test]
+async fn oversized_upload_names_the_limit() {
+    let herald = Herald::start("[api]\nmax_upload_bytes = 1024\n");
+
+    let (status, body) = herald
+        .upload("welcome-email", workers::welcome_email())
+        .await;
+
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("1024 bytes"), "{message}");
+    assert!(message.contains("api.max_upload_bytes"), "{message}");
+}

@@ -26,6 +26,11 @@ impl ApiError {
         }
     }
 
+    /// Any status, for errors that other layers produced.
+    pub fn with_status(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(status, code, message)
+    }
+
     /// 400: the request is malformed.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -78,15 +83,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<BytesRejection> for ApiError {
-    fn from(rejection: BytesRejection) -> Self {
+impl ApiError {
+    /// Converts a failure to read the request body, naming `limit` (bytes) and
+    /// the config key `limit_key` when the body was too large.
+    pub fn from_body(rejection: BytesRejection, limit: usize, limit_key: &str) -> Self {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
                 status,
                 "payload_too_large",
-                "request body is larger than the configured limit \
-                 (api.max_upload_bytes for uploads, api.max_body_bytes otherwise)",
+                format!(
+                    "request body is larger than {limit} bytes; send less or raise api.{limit_key}"
+                ),
             )
         } else {
             Self::new(status, "invalid_body", rejection.body_text())

@@ -53,7 +53,10 @@ pub async fn enqueue(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     validate_queue_name(&queue)
         .map_err(|message| ApiError::bad_request("invalid_name", message))?;
-    let request: EnqueueRequest = parse_json(&body?)?;
+    let body = body.map_err(|rejection| {
+        ApiError::from_body(rejection, app.config.api.max_body_bytes, "max_body_bytes")
+    })?;
+    let request: EnqueueRequest = parse_json(&body)?;
     if request.messages.is_empty() || request.messages.len() > MAX_MESSAGES {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -95,11 +98,19 @@ fn new_message(index: usize, message: MessageRequest, now: i64) -> Result<NewMes
             )));
         }
         (Some(delay), None) => now + (delay as i64) * 1000,
-        (None, Some(text)) => clock::parse_rfc3339(text).map_err(|error| {
-            invalid(format!(
-                "run_at \"{text}\" is not an RFC 3339 time ({error}); use e.g. 2026-12-24T18:00:00Z"
-            ))
-        })?,
+        (None, Some(text)) => {
+            let run_at = clock::parse_rfc3339(text).map_err(|error| {
+                invalid(format!(
+                    "run_at \"{text}\" is not an RFC 3339 time ({error}); use e.g. 2026-12-24T18:00:00Z"
+                ))
+            })?;
+            if run_at > now + (MAX_DELAY_SECS as i64) * 1000 {
+                return Err(invalid(format!(
+                    "run_at \"{text}\" is more than a year ahead; the maximum delay is one year"
+                )));
+            }
+            run_at
+        }
         (None, None) => now,
     };
     if let Some(key) = &message.idempotency_key
@@ -199,7 +210,10 @@ pub async fn replay_dead(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     validate_queue_name(&queue)
         .map_err(|message| ApiError::bad_request("invalid_name", message))?;
-    let request: ReplayRequest = parse_json(&body?)?;
+    let body = body.map_err(|rejection| {
+        ApiError::from_body(rejection, app.config.api.max_body_bytes, "max_body_bytes")
+    })?;
+    let request: ReplayRequest = parse_json(&body)?;
     let ids = match (request.ids, request.all) {
         (Some(_), true) => {
             return Err(ApiError::bad_request(

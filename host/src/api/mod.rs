@@ -54,6 +54,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .nest("/v1", v1)
         .fallback(not_found)
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(log_request))
         .with_state(app)
 }
@@ -97,6 +98,61 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
         .zip(right)
         .fold(0u8, |difference, (a, b)| difference | (a ^ b))
         == 0
+}
+
+/// Rewrites error responses that axum produces as plain text (a wrong method,
+/// an undecodable path) into the API's JSON error shape.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        _ if status.is_server_error() => "internal",
+        _ => "request_failed",
+    };
+    let message = match (status.as_u16(), text.is_empty()) {
+        (405, _) => match parts.headers.get(axum::http::header::ALLOW) {
+            Some(allowed) => format!(
+                "method {method} is not allowed on {path}; use {}",
+                allowed.to_str().unwrap_or_default()
+            ),
+            None => format!("method {method} is not allowed on {path}; see the README for the API"),
+        },
+        (_, false) => text,
+        (_, true) => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    };
+    let mut response = ApiError::with_status(status, code, message).into_response();
+    if let Some(allow) = parts.headers.get(axum::http::header::ALLOW) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
+    }
+    response
 }
 
 async fn log_request(request: Request, next: Next) -> Response {

@@ -21,7 +21,13 @@ pub async fn upload(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     validate_queue_name(&name).map_err(|message| ApiError::bad_request("invalid_name", message))?;
-    let body = body?;
+    let body = body.map_err(|rejection| {
+        ApiError::from_body(
+            rejection,
+            app.config.api.max_upload_bytes,
+            "max_upload_bytes",
+        )
+    })?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_component",
