@@ -17,7 +17,7 @@ pub const API_TOKEN_ENV: &str = "HERALD_API_TOKEN";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP API listens on. Port 0 picks a free port.
-    #[serde(default = "default_listen")]
+    #[serde(default = "default_listen", deserialize_with = "deserialize_listen")]
     pub listen: SocketAddr,
     /// Directory for the database, the outbox and compiled components.
     /// A relative path is taken from the directory of the config file.
@@ -206,12 +206,12 @@ pub struct Binding {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("failed to read config file \"{path}\": {source}")]
+    #[error("failed to read config file \"{path}\": {error}")]
     Read {
         /// Path of the file.
         path: PathBuf,
         /// Cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML for this schema.
     #[error("invalid config file \"{path}\": {message}")]
@@ -290,9 +290,9 @@ impl Config {
     /// Reads and validates a config file. Relative paths in it are resolved
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let mut config = Self::parse(&text).map_err(|error| match error {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
@@ -480,6 +480,18 @@ impl BindingOverrides {
     }
 }
 
+fn deserialize_listen<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid listen address \"{text}\"; use an IP address and port such as \
+             127.0.0.1:7600 (host names are not resolved)"
+        ))
+    })
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7600))
 }
@@ -551,6 +563,12 @@ mod tests {
     fn unknown_key_is_rejected() {
         let error = Config::parse("listne = \"127.0.0.1:1\"").unwrap_err();
         assert!(error.to_string().contains("listne"), "{error}");
+    }
+
+    #[test]
+    fn host_name_listen_gets_a_hint() {
+        let error = Config::parse("listen = \"localhost:7600\"").unwrap_err();
+        assert!(error.to_string().contains("127.0.0.1:7600"), "{error}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use super::DEFAULT_SERVER;
+use super::{DEFAULT_SERVER, printable};
 use crate::config::API_TOKEN_ENV;
 
 /// Server address. The bearer token comes from `HERALD_API_TOKEN`.
@@ -158,17 +158,14 @@ pub async fn deliveries(server: &ServerArgs, query: &DeliveryQuery) -> anyhow::R
         "time", "worker", "status", "recipient"
     );
     for row in rows {
+        let field = |name: &str| printable(row[name].as_str().unwrap_or_default());
         println!(
             "{:<24}  {:<20}  {:<14}  {:<28}  {}",
-            row["created_at"].as_str().unwrap_or_default(),
-            format!(
-                "{}@{}",
-                row["worker"].as_str().unwrap_or_default(),
-                row["worker_version"]
-            ),
-            row["status"].as_str().unwrap_or_default(),
-            row["recipient"].as_str().unwrap_or_default(),
-            row["provider_id"].as_str().unwrap_or_default(),
+            field("created_at"),
+            format!("{}@{}", field("worker"), row["worker_version"]),
+            field("status"),
+            field("recipient"),
+            field("provider_id"),
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -177,6 +177,18 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Escapes control characters, so that text from the delivery log (which may
+/// hold a worker's invalid input verbatim) cannot move the cursor or clear the
+/// operator's terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|character| match character.is_control() {
+            true => character.escape_default().to_string(),
+            false => character.to_string(),
+        })
+        .collect()
+}
+
 /// Logs to stderr; `HERALD_LOG` (or `RUST_LOG`) sets the filter.
 fn init_logging() {
     let filter = std::env::var("HERALD_LOG")
@@ -191,4 +203,18 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(
+            printable("\u{1b}[2Jada@example.com\r\n"),
+            "\\u{1b}[2Jada@example.com\\r\\n"
+        );
+        assert_eq!(printable("Zoë"), "Zoë");
+    }
 }

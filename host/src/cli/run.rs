@@ -20,6 +20,8 @@ use crate::runtime::{HostServices, Runtime};
 use crate::store::Db;
 use crate::workers;
 
+use super::printable;
+
 /// Arguments of `herald run`.
 pub struct RunArgs {
     pub worker: PathBuf,
@@ -99,7 +101,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let report = context.process(reservation.messages).await;
     for fault in &report.faults {
-        println!("fault: {fault}");
+        println!("fault: {}", printable(&fault.to_string()));
     }
 
     let mut all_completed = true;
@@ -114,7 +116,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .filter(|_| message.state != MessageState::Completed)
             .map(|error| format!(": {error}"))
             .unwrap_or_default();
-        println!("message {} {}{detail}", message.id, message.state.as_str());
+        println!(
+            "message {} {}{}",
+            message.id,
+            message.state.as_str(),
+            printable(&detail)
+        );
 
         let filter = DeliveryFilter {
             message_id: Some(message.id.clone()),
@@ -126,8 +133,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         for delivery in deliveries {
             let detail = delivery.error.or(delivery.provider_id).unwrap_or_default();
             println!(
-                "  {} {} to {} via {}: {detail}",
-                delivery.status, delivery.channel, delivery.recipient, delivery.gateway
+                "  {} {} to {} via {}: {}",
+                delivery.status,
+                delivery.channel,
+                printable(&delivery.recipient),
+                delivery.gateway,
+                printable(&detail)
             );
         }
     }

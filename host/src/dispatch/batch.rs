@@ -127,9 +127,8 @@ impl BatchContext {
                         let right = left.split_off(left.len().div_ceil(2));
                         pending.push(right);
                         pending.push(left);
-                        // Rows of sends made before the trap stay pending in
-                        // the dropped scope only if they failed; `sent` rows
-                        // are already committed and suppress re-sends.
+                        // `sent` rows of this run are already committed, so
+                        // the halves suppress those sends.
                         self.record_orphan_rows(run.scope.pending_deliveries).await;
                         continue;
                     }
@@ -297,23 +296,24 @@ impl BatchContext {
         }
     }
 
-    /// Writes rows of a faulted run that would otherwise be lost: failed
-    /// sends and suppressed duplicates. Their messages run again in a half,
-    /// so a failed send is recorded as `retrying`.
+    /// Writes the failed gateway attempts of a faulted run, which would
+    /// otherwise be lost. Their messages run again in a half of the batch, so
+    /// they are recorded as `retrying`. Rows of notifications that never
+    /// reached a gateway (invalid input, suppressed duplicates) are dropped,
+    /// because the rerun records them again.
     async fn record_orphan_rows(&self, pending: Vec<PendingDelivery>) {
-        if pending.is_empty() {
-            return;
-        }
         let rows: Vec<DeliveryRecord> = pending
             .into_iter()
+            .filter(|pending| pending.gateway_contacted)
             .map(|pending| {
                 let mut record = pending.record;
-                if !pending.status_is_final {
-                    record.status = DeliveryStatus::Retrying;
-                }
+                record.status = DeliveryStatus::Retrying;
                 record
             })
             .collect();
+        if rows.is_empty() {
+            return;
+        }
         let params = FinishParams {
             reservation_id: self.reservation_id.clone(),
             deliveries: rows,

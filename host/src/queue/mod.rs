@@ -250,6 +250,7 @@ pub fn validate_queue_name(name: &str) -> Result<(), String> {
         ));
     }
     let valid = !name.is_empty()
+        && !name.bytes().all(|byte| byte == b'.')
         && name.len() <= MAX_NAME_LEN
         && name
             .bytes()
@@ -258,7 +259,8 @@ pub fn validate_queue_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "invalid name \"{name}\"; use 1 to {MAX_NAME_LEN} characters from A-Z, a-z, 0-9, '.', '_' and '-'"
+            "invalid name \"{name}\"; use 1 to {MAX_NAME_LEN} characters from A-Z, a-z, 0-9, '.', '_' and '-', \
+             not only dots"
         ))
     }
 }

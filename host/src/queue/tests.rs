@@ -408,6 +408,7 @@ fn reserved_prefix_is_rejected() {
     assert!(validate_queue_name("welcome-email").is_ok());
     assert!(validate_queue_name("a/b").is_err());
     assert!(validate_queue_name("").is_err());
+    assert!(validate_queue_name("..").is_err());
     assert!(validate_queue_name(&"a".repeat(129)).is_err());
 }
 

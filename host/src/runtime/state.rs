@@ -23,6 +23,9 @@ pub struct PendingDelivery {
     pub record: DeliveryRecord,
     /// Whether the status is already final (`duplicate-suppressed`).
     pub status_is_final: bool,
+    /// Whether the gateway was contacted. False for a notification rejected
+    /// as invalid and for a suppressed duplicate.
+    pub gateway_contacted: bool,
 }
 
 /// What one batch may touch, and what it did.

@@ -33,12 +33,12 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The database file or its folder could not be created.
-    #[error("failed to open database \"{path}\": {source}")]
+    #[error("failed to open database \"{path}\": {error}")]
     Open {
         /// Path of the database file.
         path: PathBuf,
         /// Cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The database was written by a newer Herald.
     #[error(
@@ -80,9 +80,9 @@ impl Db {
     /// migrates it to the current schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Open {
+            std::fs::create_dir_all(parent).map_err(|error| StoreError::Open {
                 path: path.to_owned(),
-                source,
+                error,
             })?;
         }
         let mut writer = Connection::open(path)?;

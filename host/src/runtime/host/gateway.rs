@@ -92,6 +92,7 @@ async fn send_email(
                 scope.pending_deliveries.push(PendingDelivery {
                     record,
                     status_is_final: false,
+                    gateway_contacted: false,
                 });
             }
             return Err(error);
@@ -115,6 +116,7 @@ async fn send_email(
             scope.pending_deliveries.push(PendingDelivery {
                 record,
                 status_is_final: true,
+                gateway_contacted: false,
             });
         }
         return Ok(wit::Receipt {
@@ -161,6 +163,7 @@ async fn send_email(
                 scope.pending_deliveries.push(PendingDelivery {
                     record,
                     status_is_final: false,
+                    gateway_contacted: true,
                 });
             }
             Err(error)
