@@ -57,7 +57,7 @@ done
 echo "==> emails written to herald-data/outbox"
 ls -1 herald-data/outbox
 echo
-echo "==> the newest email"
-cat "$(ls -1t herald-data/outbox/*.eml | head -n 1)"
+echo "==> the last email written (file names start with the time in ms)"
+cat "$(ls -1 herald-data/outbox/*.eml | tail -n 1)"
 echo
 echo "Done. Start the server again with: $herald serve"
