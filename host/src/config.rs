@@ -114,6 +114,10 @@ pub struct QueueConfig {
     /// How long SIGTERM waits for in-flight batches before releasing their
     /// messages, in seconds.
     pub shutdown_grace_secs: u64,
+    /// How long completed messages stay queryable before they are deleted,
+    /// in seconds. Their delivery rows are kept. Enqueue idempotency keys
+    /// live on their messages, so keep this above `idempotency_window_secs`.
+    pub completed_retention_secs: u64,
 }
 
 /// HTTP API settings.
@@ -253,6 +257,7 @@ impl Default for QueueConfig {
             idempotency_window_secs: 24 * 60 * 60,
             poll_interval_ms: 1_000,
             shutdown_grace_secs: 30,
+            completed_retention_secs: 7 * 24 * 60 * 60,
         }
     }
 }
@@ -324,6 +329,13 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "no gateways are configured; add a [gateways.email] table".into(),
             ));
+        }
+        if self.queue.completed_retention_secs < self.queue.idempotency_window_secs {
+            return Err(ConfigError::Invalid(format!(
+                "queue.completed_retention_secs ({}) is shorter than queue.idempotency_window_secs \
+                 ({}); keys would be forgotten with their messages, so raise the retention",
+                self.queue.completed_retention_secs, self.queue.idempotency_window_secs
+            )));
         }
         if self.runtime.max_instances == 0 {
             return Err(ConfigError::Invalid(

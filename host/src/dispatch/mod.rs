@@ -58,6 +58,11 @@ impl Dispatcher {
             Arc::clone(&config),
             stopping.subscribe(),
         ));
+        tokio::spawn(delete_old_messages(
+            services.queue.clone(),
+            Duration::from_secs(config.queue.completed_retention_secs),
+            stopping.subscribe(),
+        ));
         Self {
             shared: Arc::new(Shared {
                 runtime,
@@ -239,6 +244,33 @@ async fn worker_loop(
         spawn_batch(&shared, context, messages, permits);
     }
     tracing::info!(worker = %name, "worker loop stopped");
+}
+
+/// Deletes completed messages older than `retention`, a thousand at a time,
+/// once a minute, until shutdown.
+async fn delete_old_messages(
+    queue: crate::queue::Queue,
+    retention: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        let cutoff = clock::now_ms() - retention.as_millis() as i64;
+        loop {
+            match queue.delete_completed(cutoff, 1_000).await {
+                Ok(0) => break,
+                Ok(deleted) => tracing::info!(deleted, "deleted completed messages past retention"),
+                Err(error) => {
+                    tracing::warn!(%error, "failed to delete old completed messages");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Takes one permit from the worker's concurrency limit and one from the

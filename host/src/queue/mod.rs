@@ -455,6 +455,30 @@ impl Queue {
             .await
     }
 
+    /// Deletes up to `limit` completed messages that finished before
+    /// `finished_before` (ms since the epoch) and returns how many it deleted.
+    /// Their delivery rows stay in the delivery log.
+    pub async fn delete_completed(
+        &self,
+        finished_before: i64,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        self.db
+            .write(move |transaction| {
+                let deleted = transaction
+                    .prepare_cached(
+                        "DELETE FROM messages WHERE id IN (
+                             SELECT id FROM messages
+                             WHERE state = 'completed' AND finished_at < ?1
+                             LIMIT ?2
+                         )",
+                    )?
+                    .execute(rusqlite::params![finished_before, limit])?;
+                Ok(deleted)
+            })
+            .await
+    }
+
     /// Counts the messages of `queue` in each state.
     pub async fn counts(&self, queue: String) -> Result<Vec<(MessageState, u64)>, StoreError> {
         self.db

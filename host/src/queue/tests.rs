@@ -475,3 +475,35 @@ async fn concurrent_reservers_reserve_each_message_once() {
     let twice: Vec<_> = seen.iter().filter(|(_, count)| **count > 1).collect();
     assert!(twice.is_empty(), "reserved more than once: {twice:?}");
 }
+
+#[tokio::test]
+async fn delete_completed_keeps_recent_and_unfinished() {
+    let queue = queue();
+    let ids: Vec<String> = queue
+        .enqueue("q".into(), vec![message("1"), message("2")])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.id)
+        .collect();
+    let reservation = queue.reserve(params(1)).await.unwrap();
+    finish_all(&queue, &reservation, Disposition::Complete).await;
+
+    assert_eq!(
+        queue
+            .delete_completed(clock::now_ms() - 60_000, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        queue
+            .delete_completed(clock::now_ms() + 1, 100)
+            .await
+            .unwrap(),
+        1
+    );
+
+    assert!(queue.get(ids[0].clone()).await.unwrap().is_none());
+    assert_eq!(state(&queue, &ids[1]).await.state, MessageState::Available);
+}
