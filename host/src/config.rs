@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Environment variable that holds the API bearer token.
+/// Environment variable that contains the API bearer token.
 pub const API_TOKEN_ENV: &str = "HERALD_API_TOKEN";
 
 /// The whole configuration of one `herald serve` process.
@@ -63,9 +63,9 @@ pub struct SmtpConfig {
     pub url: String,
     /// Sender used when a worker sets none, such as `Example <noreply@example.com>`.
     pub from: String,
-    /// Name of the environment variable that holds the SMTP user name.
+    /// Name of the environment variable that contains the SMTP user name.
     pub user_env: Option<String>,
-    /// Name of the environment variable that holds the SMTP password.
+    /// Name of the environment variable that contains the SMTP password.
     pub password_env: Option<String>,
     /// Maximum number of open connections to the server.
     #[serde(default = "default_smtp_pool_size")]
@@ -159,7 +159,7 @@ pub struct BindingOverrides {
     pub settings: Option<BTreeMap<String, String>>,
     /// Queue that receives a copy of each dead letter.
     pub error_queue: Option<String>,
-    /// Webhook that is told about each dead letter.
+    /// Webhook notified of each dead letter.
     pub failure_webhook: Option<FailureWebhook>,
 }
 
@@ -169,8 +169,8 @@ pub struct BindingOverrides {
 pub struct FailureWebhook {
     /// `http://` or `https://` URL that receives the POST.
     pub url: String,
-    /// Name of the environment variable that holds the HMAC-SHA256 signing
-    /// secret.
+    /// Name of the environment variable that contains the HMAC-SHA256
+    /// signing secret.
     pub secret_env: String,
 }
 

@@ -41,7 +41,7 @@ pub struct App {
     compiles: Semaphore,
 }
 
-/// Why an upload failed.
+/// Failure of an upload.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     /// The component was rejected.

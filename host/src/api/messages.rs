@@ -19,10 +19,10 @@ use crate::server::App;
 /// Most messages one enqueue request may carry.
 const MAX_MESSAGES: usize = 10_000;
 
-/// Longest idempotency key accepted, in bytes.
+/// Maximum length of an idempotency key, in bytes.
 const MAX_KEY_BYTES: usize = 256;
 
-/// Longest delay accepted: one year.
+/// Maximum delay: one year.
 const MAX_DELAY_SECS: u64 = 366 * 24 * 60 * 60;
 
 /// Body of an enqueue request.

@@ -29,11 +29,11 @@ pub struct BatchContext {
     pub worker: Arc<PreparedWorker>,
     /// The worker's effective settings.
     pub binding: Arc<Binding>,
-    /// Reservation that holds the messages.
+    /// Reservation of the messages.
     pub reservation_id: String,
 }
 
-/// What a whole reservation came to, for the caller's log and tests.
+/// Summary of a whole reservation's outcomes, for the caller's log and tests.
 #[derive(Debug, Default)]
 pub struct BatchReport {
     /// Messages completed.

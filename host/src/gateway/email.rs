@@ -1,6 +1,6 @@
 //! Validating a worker's email and turning it into an RFC 5322 message.
 //!
-//! Everything a worker controls is checked here, before any gateway sees it:
+//! Everything a worker controls is checked here, before it reaches a gateway:
 //! addresses must parse, header values must not contain CR or LF (which could
 //! inject headers), and headers the host sets itself cannot be overridden.
 
@@ -82,7 +82,7 @@ const RESERVED_HEADERS: &[&str] = &[
 /// (RFC 5322, section 3.6.6).
 const RESERVED_PREFIXES: &[&str] = &["resent-"];
 
-/// Longest line a header may occupy before folding, excluding CRLF
+/// Maximum length of a header line before folding, excluding CRLF
 /// (RFC 5322, section 2.1.1 recommends 78).
 const HEADER_LINE_MAX: usize = 78;
 
@@ -222,7 +222,7 @@ fn fold_at_spaces(subject: &str) -> Option<String> {
     Some(folded)
 }
 
-/// Encodes `text` as base64 encoded words on folded lines. Each word holds
+/// Encodes `text` as base64 encoded words on folded lines. Each word contains
 /// whole characters, as RFC 2047, section 5, requires.
 fn encode_words(text: &str) -> String {
     let mut words = Vec::new();

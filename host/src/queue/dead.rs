@@ -20,7 +20,7 @@ pub struct DeadLetter {
     pub payload: String,
     /// Attempts it used.
     pub attempts: u32,
-    /// Why it failed.
+    /// Reason it failed.
     pub error: String,
 }
 
@@ -33,7 +33,7 @@ pub struct DeadLetterInfo {
     pub attempts: u32,
     /// Deferrals it used.
     pub deferrals: u32,
-    /// Why it failed.
+    /// Reason it failed.
     pub error: Option<String>,
     /// When it was enqueued (RFC 3339).
     pub enqueued_at: String,
@@ -173,12 +173,12 @@ impl Queue {
 /// itself (see `crate::webhook`).
 pub const FAILURE_NOTICE_QUEUE: &str = "herald.failure-notices";
 
-/// What else happens when a message is dead-lettered, in the same transaction.
+/// Side effects of dead-lettering a message, written in the same transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadLetterPolicy {
     /// Queue that receives a copy of each dead letter.
     pub error_queue: Option<String>,
-    /// Worker whose failure webhook is told about each dead letter. The
+    /// Worker whose failure webhook is notified of each dead letter. The
     /// notice is queued on [`FAILURE_NOTICE_QUEUE`].
     pub notify_worker: Option<String>,
 }
@@ -197,7 +197,7 @@ pub struct FailureNotice {
     pub queue: String,
     /// Attempts it used.
     pub attempts: u32,
-    /// Why it died.
+    /// Reason it died.
     pub error: String,
     /// When it died, RFC 3339 in UTC.
     pub dead_at: String,

@@ -5,7 +5,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "notification-worker",
     // Gateways, the queue and the audit log do I/O, so their host functions
-    // are async and a slow SMTP server never blocks a runtime thread.
+    // are async and a slow SMTP server does not block a runtime thread.
     imports: {
         "herald:worker/gateway": async,
         "herald:worker/queue": async,

@@ -1,7 +1,7 @@
 //! Capture of a guest's stdout and stderr.
 //!
 //! Output is kept up to a byte limit and the rest is counted and dropped. The
-//! guest never sees a write fail, because a full pipe would make Rust's
+//! guest never gets a write error, because a full pipe would make Rust's
 //! `println!` panic and trap the batch.
 
 use std::io;

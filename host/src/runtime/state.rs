@@ -28,7 +28,7 @@ pub struct PendingDelivery {
     pub gateway_contacted: bool,
 }
 
-/// What one batch may touch, and what it did.
+/// Resources one batch may use, and the effects it had.
 pub struct BatchScope {
     /// Worker name.
     pub worker: Arc<str>,

@@ -188,7 +188,8 @@ impl Herald {
         self.send(self.request(reqwest::Method::GET, path)).await
     }
 
-    /// A request builder with this server's token, for custom requests.
+    /// Returns a request builder with this server's token, for custom
+    /// requests.
     pub fn builder(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.request(method, path)
     }
