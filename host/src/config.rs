@@ -9,6 +9,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Seconds in an hour, a day and a year, for the ranges of time settings.
+const ONE_HOUR_SECS: u64 = 60 * 60;
+const ONE_DAY_SECS: u64 = 24 * ONE_HOUR_SECS;
+const ONE_YEAR_SECS: u64 = 365 * ONE_DAY_SECS;
+
 /// Environment variable that contains the API bearer token.
 pub const API_TOKEN_ENV: &str = "HERALD_API_TOKEN";
 
@@ -115,8 +120,7 @@ pub struct QueueConfig {
     /// messages, in seconds.
     pub shutdown_grace_secs: u64,
     /// How long completed messages stay queryable before they are deleted,
-    /// in seconds. Their delivery rows are kept. Enqueue idempotency keys
-    /// live on their messages, so keep this above `idempotency_window_secs`.
+    /// in seconds. Their delivery rows are kept.
     pub completed_retention_secs: u64,
 }
 
@@ -330,13 +334,6 @@ impl Config {
                 "no gateways are configured; add a [gateways.email] table".into(),
             ));
         }
-        if self.queue.completed_retention_secs < self.queue.idempotency_window_secs {
-            return Err(ConfigError::Invalid(format!(
-                "queue.completed_retention_secs ({}) is shorter than queue.idempotency_window_secs \
-                 ({}); keys would be forgotten with their messages, so raise the retention",
-                self.queue.completed_retention_secs, self.queue.idempotency_window_secs
-            )));
-        }
         if self.runtime.max_instances == 0 {
             return Err(ConfigError::Invalid(
                 "runtime.max_instances is 0; set it to at least 1".into(),
@@ -399,17 +396,36 @@ impl Binding {
 
 impl BindingOverrides {
     fn check(&self, table: &str) -> Result<(), String> {
-        let positive = [
-            ("batch_size", self.batch_size.map(u64::from)),
-            ("concurrency", self.concurrency.map(u64::from)),
-            ("reservation_timeout_secs", self.reservation_timeout_secs),
-            ("deadline_secs", self.deadline_secs),
-            ("memory_limit_mib", self.memory_limit_mib),
-            ("max_attempts", self.max_attempts.map(u64::from)),
+        // Each key with its smallest and largest accepted value. The upper
+        // bounds keep time arithmetic far from overflow; 4096 MiB is the
+        // whole 32-bit address space of a wasm32 memory.
+        let ranges = [
+            ("batch_size", self.batch_size.map(u64::from), 1, 10_000),
+            ("batch_wait_ms", self.batch_wait_ms, 0, ONE_HOUR_SECS * 1000),
+            ("concurrency", self.concurrency.map(u64::from), 1, 10_000),
+            (
+                "reservation_timeout_secs",
+                self.reservation_timeout_secs,
+                1,
+                ONE_YEAR_SECS,
+            ),
+            ("deadline_secs", self.deadline_secs, 1, ONE_DAY_SECS),
+            ("memory_limit_mib", self.memory_limit_mib, 1, 4096),
+            ("max_attempts", self.max_attempts.map(u64::from), 1, 1_000),
+            (
+                "max_deferrals",
+                self.max_deferrals.map(u64::from),
+                0,
+                1_000_000,
+            ),
         ];
-        for (key, value) in positive {
-            if value == Some(0) {
-                return Err(format!("{table}.{key} is 0; set it to at least 1"));
+        for (key, value, min, max) in ranges {
+            if let Some(value) = value
+                && !(min..=max).contains(&value)
+            {
+                return Err(format!(
+                    "{table}.{key} is {value}; set it between {min} and {max}"
+                ));
             }
         }
         if let Some(error_queue) = &self.error_queue {
@@ -438,10 +454,10 @@ impl BindingOverrides {
             ("backoff_cap_secs", self.backoff_cap_secs),
         ] {
             if let Some(seconds) = value
-                && !(seconds.is_finite() && seconds >= 0.0)
+                && !(seconds.is_finite() && (0.0..=ONE_YEAR_SECS as f64).contains(&seconds))
             {
                 return Err(format!(
-                    "{table}.{key} is {seconds}; set it to a number of seconds, 0 or more"
+                    "{table}.{key} is {seconds}; set it between 0 and {ONE_YEAR_SECS} seconds"
                 ));
             }
         }
@@ -616,5 +632,29 @@ mod tests {
             error.to_string().contains("workers.a.batch_size is 0"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn out_of_range_times_are_rejected() {
+        let cases = [
+            (
+                "[worker_defaults]\nbackoff_cap_secs = 1e30",
+                "backoff_cap_secs",
+            ),
+            (
+                "[worker_defaults]\nbackoff_base_secs = -1",
+                "backoff_base_secs",
+            ),
+            (
+                "[worker_defaults]\nreservation_timeout_secs = 99999999999",
+                "reservation_timeout_secs",
+            ),
+            ("[workers.a]\ndeadline_secs = 100000000", "deadline_secs"),
+            ("[workers.a]\nmemory_limit_mib = 5000", "memory_limit_mib"),
+        ];
+        for (text, key) in cases {
+            let error = Config::parse(text).unwrap_err();
+            assert!(error.to_string().contains(key), "{text}: {error}");
+        }
     }
 }

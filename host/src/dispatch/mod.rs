@@ -126,14 +126,6 @@ impl Dispatcher {
         for task in loops {
             let _ = task.await;
         }
-        let notices = self
-            .notices
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .take();
-        if let Some(notices) = notices {
-            let _ = notices.await;
-        }
 
         let running = self.shared.in_flight_count();
         if running > 0 {
@@ -146,6 +138,25 @@ impl Dispatcher {
         let deadline = tokio::time::Instant::now() + grace;
         while self.shared.in_flight_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // The webhook sender stops after the POST it is making. A receiver
+        // that hangs past the grace period is cut off, and its notice is sent
+        // again once the reservation expires.
+        let notices = self
+            .notices
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        if let Some(mut notices) = notices
+            && tokio::time::timeout_at(deadline, &mut notices)
+                .await
+                .is_err()
+        {
+            tracing::info!(
+                "failure webhook still in flight at the end of the grace period, stopping it"
+            );
+            notices.abort();
         }
 
         let leftover: Vec<(String, JoinHandle<()>)> = self
@@ -247,7 +258,8 @@ async fn worker_loop(
 }
 
 /// Deletes completed messages older than `retention`, a thousand at a time,
-/// once a minute, until shutdown.
+/// and enqueue idempotency keys past their window, once a minute, until
+/// shutdown.
 async fn delete_old_messages(
     queue: crate::queue::Queue,
     retention: Duration,
@@ -269,6 +281,11 @@ async fn delete_old_messages(
                     break;
                 }
             }
+        }
+        match queue.delete_expired_keys().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "deleted expired idempotency keys"),
+            Err(error) => tracing::warn!(%error, "failed to delete expired idempotency keys"),
         }
     }
 }

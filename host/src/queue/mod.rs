@@ -240,15 +240,21 @@ pub const MAX_NAME_LEN: usize = 128;
 /// worker with it.
 pub const INTERNAL_PREFIX: &str = "herald.";
 
-/// Checks a queue or worker name: 1 to 128 characters from `A-Z a-z 0-9 . _ -`,
-/// so that it fits in a URL path segment and a file name unescaped, and not
-/// starting with [`INTERNAL_PREFIX`].
+/// Checks a queue or worker name that a user creates: one that passes
+/// [`validate_queue_lookup`] and does not start with [`INTERNAL_PREFIX`].
 pub fn validate_queue_name(name: &str) -> Result<(), String> {
     if name.starts_with(INTERNAL_PREFIX) {
         return Err(format!(
             "invalid name \"{name}\"; names starting with \"{INTERNAL_PREFIX}\" are reserved for Herald"
         ));
     }
+    validate_queue_lookup(name)
+}
+
+/// Checks a queue name to look up, which may be one of Herald's own: 1 to
+/// 128 characters from `A-Z a-z 0-9 . _ -`, not only dots, so that it fits
+/// in a URL path segment and a file name unescaped.
+pub fn validate_queue_lookup(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && !name.bytes().all(|byte| byte == b'.')
         && name.len() <= MAX_NAME_LEN
@@ -373,7 +379,7 @@ impl Queue {
     ) -> Result<usize, StoreError> {
         self.db
             .write(move |transaction| {
-                let until = clock::now_ms() + duration_ms(timeout);
+                let until = clock::now_ms().saturating_add(duration_ms(timeout));
                 let touched = transaction
                     .prepare_cached(
                         "UPDATE messages SET reserved_until = ?2
@@ -479,6 +485,21 @@ impl Queue {
             .await
     }
 
+    /// Deletes enqueue idempotency keys older than the window and returns how
+    /// many it deleted.
+    pub async fn delete_expired_keys(&self) -> Result<usize, StoreError> {
+        let window_ms = duration_ms(self.idempotency_window);
+        self.db
+            .write(move |transaction| {
+                let cutoff = clock::now_ms().saturating_sub(window_ms);
+                let deleted = transaction
+                    .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+                    .execute([cutoff])?;
+                Ok(deleted)
+            })
+            .await
+    }
+
     /// Counts the messages of `queue` in each state.
     pub async fn counts(&self, queue: String) -> Result<Vec<(MessageState, u64)>, StoreError> {
         self.db
@@ -550,25 +571,17 @@ fn insert_message(
     if let Some(key) = &message.idempotency_key {
         let earlier: Option<(String, i64)> = transaction
             .prepare_cached(
-                "SELECT id, enqueued_at FROM messages WHERE queue = ?1 AND idempotency_key = ?2",
+                "SELECT message_id, created_at FROM idempotency_keys WHERE queue = ?1 AND key = ?2",
             )?
             .query_row([queue, key], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()?;
-        match earlier {
-            Some((id, enqueued_at)) if enqueued_at + window_ms > now => {
-                return Ok(Enqueued {
-                    id,
-                    duplicate: true,
-                });
-            }
-            // The key is older than the window: it no longer blocks a new
-            // message, so free it.
-            Some((id, _)) => {
-                transaction
-                    .prepare_cached("UPDATE messages SET idempotency_key = NULL WHERE id = ?1")?
-                    .execute([&id])?;
-            }
-            None => {}
+        if let Some((id, created_at)) = earlier
+            && created_at.saturating_add(window_ms) > now
+        {
+            return Ok(Enqueued {
+                id,
+                duplicate: true,
+            });
         }
     }
 
@@ -580,9 +593,8 @@ fn insert_message(
     };
     transaction
         .prepare_cached(
-            "INSERT INTO messages
-                 (id, queue, payload, state, priority, run_at, enqueued_at, idempotency_key)
-             VALUES (:id, :queue, :payload, :state, :priority, :run_at, :now, :key)",
+            "INSERT INTO messages (id, queue, payload, state, priority, run_at, enqueued_at)
+             VALUES (:id, :queue, :payload, :state, :priority, :run_at, :now)",
         )?
         .execute(named_params! {
             ":id": id,
@@ -592,8 +604,16 @@ fn insert_message(
             ":priority": message.priority,
             ":run_at": message.run_at,
             ":now": now,
-            ":key": message.idempotency_key,
         })?;
+    if let Some(key) = &message.idempotency_key {
+        // Replaces a key whose window has passed.
+        transaction
+            .prepare_cached(
+                "INSERT OR REPLACE INTO idempotency_keys (queue, key, message_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(rusqlite::params![queue, key, id, now])?;
+    }
     Ok(Enqueued {
         id,
         duplicate: false,
@@ -613,7 +633,7 @@ fn reserve(
             "UPDATE messages
              SET state = CASE WHEN attempts >= :max THEN 'dead' ELSE 'retryable' END,
                  finished_at = CASE WHEN attempts >= :max THEN :now ELSE NULL END,
-                 last_error = :lost, run_at = :now,
+                 last_error = :lost, run_at = :now, suspect = 1,
                  reservation_id = NULL, reserved_until = NULL
              WHERE queue = :queue AND state = 'reserved' AND reserved_until <= :now
              RETURNING id, state, payload, attempts",
@@ -655,7 +675,35 @@ fn reserve(
     dead::apply_policy(transaction, &params.dead_letters, &lost, now)?;
 
     let reservation_id = params.reservation_id.clone().unwrap_or_else(new_id);
-    let until = now + duration_ms(params.timeout);
+    let until = now.saturating_add(duration_ms(params.timeout));
+
+    // A suspect (a message whose host died while it was reserved) runs in a
+    // batch of its own, so that if it takes the host down again it does not
+    // take its neighbours' attempts with it.
+    let first: Option<(String, bool)> = transaction
+        .prepare_cached(
+            "SELECT id, suspect FROM messages
+             WHERE queue = ?1 AND state IN ('scheduled', 'available', 'retryable')
+               AND run_at <= ?2
+             ORDER BY priority DESC, run_at, id
+             LIMIT 1",
+        )?
+        .query_row(rusqlite::params![params.queue, now], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)? != 0))
+        })
+        .optional()?;
+    let (only_id, limit) = match first {
+        None => {
+            return Ok(Reservation {
+                id: reservation_id,
+                messages: Vec::new(),
+                lost,
+            });
+        }
+        Some((id, true)) => (Some(id), 1),
+        Some((_, false)) => (None, params.limit),
+    };
+
     let mut statement = transaction.prepare_cached(
         "UPDATE messages
          SET state = 'reserved', reservation_id = :reservation, reserved_until = :until,
@@ -664,6 +712,7 @@ fn reserve(
              SELECT id FROM messages
              WHERE queue = :queue AND state IN ('scheduled', 'available', 'retryable')
                AND run_at <= :now
+               AND ((:only IS NULL AND suspect = 0) OR id = :only)
              ORDER BY priority DESC, run_at, id
              LIMIT :limit
          )
@@ -675,7 +724,8 @@ fn reserve(
             ":until": until,
             ":queue": params.queue,
             ":now": now,
-            ":limit": params.limit,
+            ":only": only_id,
+            ":limit": limit,
         },
         |row| {
             let message = ReservedMessage {
@@ -711,7 +761,7 @@ fn finish(transaction: &Transaction<'_>, params: &FinishParams) -> Result<Finish
             Disposition::Complete => transaction
                 .prepare_cached(
                     "UPDATE messages
-                     SET state = 'completed', finished_at = :now,
+                     SET state = 'completed', finished_at = :now, suspect = 0,
                          reservation_id = NULL, reserved_until = NULL
                      WHERE id = :id AND reservation_id = :reservation AND state = 'reserved'",
                 )?
@@ -721,30 +771,31 @@ fn finish(transaction: &Transaction<'_>, params: &FinishParams) -> Result<Finish
             Disposition::Retry { error, delay } => transaction
                 .prepare_cached(
                     "UPDATE messages
-                     SET state = 'retryable', run_at = :run_at, last_error = :error,
+                     SET state = 'retryable', run_at = :run_at, last_error = :error, suspect = 0,
                          reservation_id = NULL, reserved_until = NULL
                      WHERE id = :id AND reservation_id = :reservation AND state = 'reserved'",
                 )?
                 .execute(named_params! {
-                    ":run_at": now + duration_ms(*delay), ":error": error, ":id": id,
+                    ":run_at": now.saturating_add(duration_ms(*delay)), ":error": error, ":id": id,
                     ":reservation": params.reservation_id,
                 })?,
             Disposition::Defer { delay } => transaction
                 .prepare_cached(
                     "UPDATE messages
                      SET state = 'scheduled', run_at = :run_at, attempts = MAX(attempts - 1, 0),
-                         deferrals = deferrals + 1, reservation_id = NULL, reserved_until = NULL
+                         deferrals = deferrals + 1, suspect = 0,
+                         reservation_id = NULL, reserved_until = NULL
                      WHERE id = :id AND reservation_id = :reservation AND state = 'reserved'",
                 )?
                 .execute(named_params! {
-                    ":run_at": now + duration_ms(*delay), ":id": id,
+                    ":run_at": now.saturating_add(duration_ms(*delay)), ":id": id,
                     ":reservation": params.reservation_id,
                 })?,
             Disposition::Dead { error } => {
                 let letter = transaction
                     .prepare_cached(
                         "UPDATE messages
-                         SET state = 'dead', last_error = :error, finished_at = :now,
+                         SET state = 'dead', last_error = :error, finished_at = :now, suspect = 0,
                              reservation_id = NULL, reserved_until = NULL
                          WHERE id = :id AND reservation_id = :reservation AND state = 'reserved'
                          RETURNING id, queue, payload, attempts",

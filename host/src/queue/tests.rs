@@ -507,3 +507,64 @@ async fn delete_completed_keeps_recent_and_unfinished() {
     assert!(queue.get(ids[0].clone()).await.unwrap().is_none());
     assert_eq!(state(&queue, &ids[1]).await.state, MessageState::Available);
 }
+
+#[tokio::test]
+async fn idempotency_key_outlives_purged_message() {
+    let queue = queue();
+    let keyed = NewMessage {
+        idempotency_key: Some("order-1".into()),
+        ..message("1")
+    };
+    let first = queue
+        .enqueue("q".into(), vec![keyed.clone()])
+        .await
+        .unwrap();
+    let reservation = queue.reserve(params(1)).await.unwrap();
+    finish_all(
+        &queue,
+        &reservation,
+        Disposition::Dead { error: "x".into() },
+    )
+    .await;
+    queue.purge_dead("q".into(), None).await.unwrap();
+
+    let second = queue.enqueue("q".into(), vec![keyed]).await.unwrap();
+
+    assert!(second[0].duplicate, "a purged message freed its key");
+    assert_eq!(second[0].id, first[0].id);
+}
+
+#[tokio::test]
+async fn lost_batch_neighbours_run_alone() {
+    let queue = queue();
+    let ids: Vec<String> = queue
+        .enqueue("q".into(), vec![message("1"), message("2"), message("3")])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.id)
+        .collect();
+    let mut short = params(10);
+    short.timeout = Duration::from_millis(20);
+    assert_eq!(
+        queue.reserve(short.clone()).await.unwrap().messages.len(),
+        3
+    );
+    tokio::time::sleep(Duration::from_millis(40)).await;
+
+    let mut reserved = Vec::new();
+    for _ in 0..3 {
+        let reservation = queue.reserve(params(10)).await.unwrap();
+        assert_eq!(reservation.messages.len(), 1, "a suspect shared its batch");
+        reserved.push(reservation.messages[0].id.clone());
+    }
+
+    assert_eq!(reserved, ids);
+    let fresh = queue
+        .enqueue("q".into(), vec![message("4"), message("5")])
+        .await
+        .unwrap();
+    let batch = queue.reserve(params(10)).await.unwrap();
+    assert_eq!(batch.messages.len(), 2, "fresh messages are batched again");
+    assert_eq!(batch.messages[0].id, fresh[0].id);
+}

@@ -41,7 +41,9 @@ const MIGRATIONS: &[&str] = &[
         reservation_id  TEXT,
         reserved_until  INTEGER,
         last_error      TEXT,
-        idempotency_key TEXT,
+        -- 1 after a reservation expired without an outcome: the message may
+        -- be what took its host down, so it is reserved alone.
+        suspect         INTEGER NOT NULL DEFAULT 0,
         finished_at     INTEGER
     );
 
@@ -54,8 +56,17 @@ const MIGRATIONS: &[&str] = &[
         WHERE reservation_id IS NOT NULL;
     CREATE INDEX messages_dead ON messages (queue, finished_at)
         WHERE state = 'dead';
-    CREATE UNIQUE INDEX messages_idempotency ON messages (queue, idempotency_key)
-        WHERE idempotency_key IS NOT NULL;
+
+    -- Enqueue idempotency keys, kept apart from messages so that deleting a
+    -- message (a purged dead letter, say) does not forget its key.
+    CREATE TABLE idempotency_keys (
+        queue      TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (queue, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 
     -- One row per recipient of every gateway attempt.
     CREATE TABLE deliveries (
