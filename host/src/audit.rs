@@ -154,15 +154,19 @@ impl AuditLog {
         Self { db }
     }
 
-    /// Commits `sent` rows at once, in their own transaction. A row whose
-    /// worker, key and recipient are already recorded as sent is skipped.
-    pub async fn record_sent(&self, records: Vec<DeliveryRecord>) -> Result<(), StoreError> {
+    /// Commits `sent` rows at once, in their own transaction, and returns how
+    /// many were skipped because their worker, key and recipient were already
+    /// recorded as sent.
+    pub async fn record_sent(&self, records: Vec<DeliveryRecord>) -> Result<usize, StoreError> {
         self.db
             .write(move |transaction| {
+                let mut skipped = 0;
                 for record in &records {
-                    insert_delivery(transaction, record)?;
+                    if !insert_delivery(transaction, record)? {
+                        skipped += 1;
+                    }
                 }
-                Ok(())
+                Ok(skipped)
             })
             .await
     }
@@ -299,13 +303,14 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
-/// Inserts one delivery row inside `transaction`. A second `sent` row for the
-/// same worker, key and recipient is skipped.
+/// Inserts one delivery row inside `transaction` and returns whether it was
+/// inserted. A second `sent` row for the same worker, key and recipient is
+/// skipped.
 pub(crate) fn insert_delivery(
     transaction: &Transaction<'_>,
     record: &DeliveryRecord,
-) -> Result<(), StoreError> {
-    transaction
+) -> Result<bool, StoreError> {
+    let inserted = transaction
         .prepare_cached(
             "INSERT INTO deliveries
                  (id, message_id, worker, worker_version, channel, gateway, recipient,
@@ -329,5 +334,5 @@ pub(crate) fn insert_delivery(
             ":error": record.error,
             ":created_at": record.created_at,
         })?;
-    Ok(())
+    Ok(inserted == 1)
 }

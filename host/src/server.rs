@@ -81,6 +81,7 @@ impl App {
             gateways,
             audit: audit.clone(),
             queue: queue.clone(),
+            send_locks: Default::default(),
         });
         let dispatcher = Dispatcher::new(Arc::clone(&runtime), services, Arc::clone(&config));
         let api_token = std::env::var(API_TOKEN_ENV)

@@ -68,6 +68,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         gateways: Gateways::catch_all_outbox(outbox),
         audit: audit.clone(),
         queue: queue.clone(),
+        send_locks: Default::default(),
     });
 
     let now = clock::now_ms();

@@ -54,6 +54,43 @@ pub struct HostServices {
     pub audit: AuditLog,
     /// The queue, for the `queue` import.
     pub queue: Queue,
+    /// Locks that let one send per worker and idempotency key run at a time.
+    pub send_locks: KeyLocks,
+}
+
+/// Named async locks, created on first use and dropped when unused.
+///
+/// The idempotency check and the send are two steps; without a lock, two
+/// batches sending the same key at once would both find it unsent.
+// NOTE: the locks are per process. Two processes sharing one database can
+// still race on the same key.
+#[derive(Default)]
+pub struct KeyLocks {
+    locks: std::sync::Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyLocks {
+    /// Waits for the lock named `key` and returns its guard.
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .locks
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            if locks.len() > 1_024 {
+                locks.retain(|_, lock| lock.strong_count() > 0);
+            }
+            match locks.get(key).and_then(std::sync::Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(key.to_owned(), std::sync::Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
 }
 
 /// Reason an upload was rejected.
@@ -481,6 +518,21 @@ fn spawn_epoch_ticker(engine: &Engine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn key_locks_serialize_same_key_only() {
+        let locks = KeyLocks::default();
+        let first = locks.lock("a").await;
+
+        let other = tokio::time::timeout(Duration::from_millis(50), locks.lock("b")).await;
+        assert!(other.is_ok(), "a different key waited");
+        let same = tokio::time::timeout(Duration::from_millis(50), locks.lock("a")).await;
+        assert!(same.is_err(), "the same key did not wait");
+
+        drop(first);
+        let again = tokio::time::timeout(Duration::from_millis(50), locks.lock("a")).await;
+        assert!(again.is_ok(), "the key stayed locked after release");
+    }
 
     #[test]
     fn header_check_tells_formats_apart() {

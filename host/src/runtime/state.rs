@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
@@ -47,6 +48,11 @@ pub struct BatchScope {
     pub log_lines: u32,
     /// Log lines dropped over [`MAX_LOG_LINES`].
     pub dropped_log_lines: u32,
+    /// Time spent in finished gateway calls.
+    pub gateway_time: Duration,
+    /// Start of the gateway call in progress, if any. A batch cut off at its
+    /// deadline may have been waiting in one.
+    pub gateway_call_started: Option<Instant>,
 }
 
 impl BatchScope {
@@ -66,7 +72,19 @@ impl BatchScope {
             pending_deliveries: Vec::new(),
             log_lines: 0,
             dropped_log_lines: 0,
+            gateway_time: Duration::ZERO,
+            gateway_call_started: None,
         }
+    }
+
+    /// Returns the time spent waiting on gateways, including a call still in
+    /// progress.
+    pub fn time_in_gateways(&self) -> Duration {
+        let in_progress = self
+            .gateway_call_started
+            .map(|started| started.elapsed())
+            .unwrap_or_default();
+        self.gateway_time + in_progress
     }
 }
 

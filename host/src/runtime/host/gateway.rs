@@ -34,10 +34,15 @@ impl wit::Host for WorkerState {
             message_id = %message_id,
             gateway = %gateway,
         );
-        send_email(&mut self.scope, message_id, gateway, email)
+        let started = std::time::Instant::now();
+        self.scope.gateway_call_started = Some(started);
+        let result = send_email(&mut self.scope, message_id, gateway, email)
             .instrument(span)
             .await
-            .map_err(wit::SendError::from)
+            .map_err(wit::SendError::from);
+        self.scope.gateway_call_started = None;
+        self.scope.gateway_time += started.elapsed();
+        result
     }
 }
 
@@ -100,6 +105,13 @@ async fn send_email(
     };
     let key = requested_key.unwrap_or_else(|| derive_key(&message_id, EMAIL, &prepared.recipients));
 
+    // Held until the `sent` rows are committed, so a concurrent send of the
+    // same key waits and then finds them.
+    let services = std::sync::Arc::clone(&scope.services);
+    let _key_lock = services
+        .send_locks
+        .lock(&format!("{}\n{key}", scope.worker))
+        .await;
     let audit = &scope.services.audit;
     let earlier = audit
         .find_sent(scope.worker.to_string(), key.clone())
@@ -142,10 +154,19 @@ async fn send_email(
                     record
                 })
                 .collect();
-            if let Err(error) = audit.record_sent(records).await {
+            match audit.record_sent(records).await {
+                Ok(0) => {}
+                Ok(skipped) => tracing::warn!(
+                    delivery = %delivery_id,
+                    skipped,
+                    "sent rows already existed for this key and recipient; another process may \
+                     have sent the same key"
+                ),
                 // The email went out but the log does not show it, so a retry
                 // of this message could send it again.
-                tracing::error!(delivery = %delivery_id, %error, "failed to record a sent email");
+                Err(error) => {
+                    tracing::error!(delivery = %delivery_id, %error, "failed to record a sent email")
+                }
             }
             tracing::debug!(delivery = %delivery_id, provider_id = %provider_id, "sent");
             Ok(wit::Receipt {
