@@ -100,6 +100,10 @@ pub async fn run_sender(queue: Queue, config: Arc<Config>, mut stopping: watch::
 
         let mut dispositions = Vec::with_capacity(reservation.messages.len());
         for message in &reservation.messages {
+            // On shutdown, record what was sent and release the rest below.
+            if *stopping.borrow() {
+                break;
+            }
             let disposition = match deliver(&client, &config, &message.payload).await {
                 Ok(()) => Disposition::Complete,
                 Err(error) if message.attempt >= MAX_ATTEMPTS => {
@@ -116,13 +120,20 @@ pub async fn run_sender(queue: Queue, config: Arc<Config>, mut stopping: watch::
             };
             dispositions.push((message.id.clone(), disposition));
         }
+        let unsent = reservation.messages.len() - dispositions.len();
         let finish = FinishParams {
-            reservation_id: reservation.id,
+            reservation_id: reservation.id.clone(),
             dispositions,
             ..FinishParams::default()
         };
         if let Err(error) = queue.finish(finish).await {
             tracing::error!(%error, "failed to record failure notice outcomes");
+        }
+        if unsent > 0 {
+            match queue.release(reservation.id).await {
+                Ok(released) => tracing::info!(released, "released failure notices on shutdown"),
+                Err(error) => tracing::error!(%error, "failed to release failure notices"),
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::ApiError;
 use super::error::parse_json;
 use crate::clock;
-use crate::queue::{NewMessage, validate_queue_name};
+use crate::queue::{NewMessage, validate_queue_lookup, validate_queue_name};
 use crate::server::App;
 
 /// Most messages one enqueue request may carry.
@@ -147,7 +147,7 @@ pub async fn queue_stats(
     State(app): State<Arc<App>>,
     Path(queue): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    validate_queue_name(&queue)
+    validate_queue_lookup(&queue)
         .map_err(|message| ApiError::bad_request("invalid_name", message))?;
     let counts = app.queue.counts(queue.clone()).await?;
     let counts: serde_json::Map<String, serde_json::Value> = counts
@@ -171,7 +171,7 @@ pub async fn list_dead(
     Path(queue): Path<String>,
     query: Result<Query<DeadQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    validate_queue_name(&queue)
+    validate_queue_lookup(&queue)
         .map_err(|message| ApiError::bad_request("invalid_name", message))?;
     let Query(query) = query.map_err(|rejection| {
         ApiError::bad_request(
@@ -208,7 +208,7 @@ pub async fn replay_dead(
     Path(queue): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    validate_queue_name(&queue)
+    validate_queue_lookup(&queue)
         .map_err(|message| ApiError::bad_request("invalid_name", message))?;
     let body = body.map_err(|rejection| {
         ApiError::from_body(rejection, app.config.api.max_body_bytes, "max_body_bytes")
@@ -239,7 +239,7 @@ pub async fn purge_dead(
     State(app): State<Arc<App>>,
     Path(queue): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    validate_queue_name(&queue)
+    validate_queue_lookup(&queue)
         .map_err(|message| ApiError::bad_request("invalid_name", message))?;
     let purged = app.queue.purge_dead(queue, None).await?;
     Ok(Json(json!({ "purged": purged })))

@@ -19,6 +19,10 @@ use crate::runtime::{
     Runtime, WorkerOutcome,
 };
 
+/// Longest delay a worker may ask for in a retry or defer outcome: one year,
+/// the same as the longest enqueue delay.
+const MAX_WORKER_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// Everything a batch needs, shared by the runs of one reservation.
 pub struct BatchContext {
     /// The runtime that instantiates the worker.
@@ -111,18 +115,19 @@ impl BatchContext {
                     .await;
                 }
                 Err(fault) => {
-                    let ids: Vec<&str> =
-                        messages.iter().map(|message| message.id.as_str()).collect();
+                    let ids = summarize_ids(&messages);
                     tracing::warn!(
                         worker = %self.worker.name,
                         version = self.worker.version,
                         reservation = %self.reservation_id,
-                        message_ids = ?ids,
+                        message_ids = %ids,
                         %fault,
                         "batch faulted"
                     );
                     report.faults.push(fault.clone());
-                    if messages.len() > 1 && splits(&fault) {
+                    let time_in_gateways = run.scope.time_in_gateways();
+                    if messages.len() > 1 && splits(&fault, time_in_gateways, self.binding.deadline)
+                    {
                         let mut left = messages;
                         let right = left.split_off(left.len().div_ceil(2));
                         pending.push(right);
@@ -222,9 +227,10 @@ impl BatchContext {
                     base: binding.backoff_base,
                     cap: binding.backoff_cap,
                 };
+                let delay = delay.unwrap_or_else(|| backoff.delay(message.attempt));
                 Disposition::Retry {
                     error,
-                    delay: delay.unwrap_or_else(|| backoff.delay(message.attempt)),
+                    delay: delay.min(MAX_WORKER_DELAY),
                 }
             }
             WorkerOutcome::Defer(_) if message.deferrals >= binding.max_deferrals => {
@@ -235,7 +241,9 @@ impl BatchContext {
                     ),
                 }
             }
-            WorkerOutcome::Defer(delay) => Disposition::Defer { delay },
+            WorkerOutcome::Defer(delay) => Disposition::Defer {
+                delay: delay.min(MAX_WORKER_DELAY),
+            },
         }
     }
 
@@ -284,11 +292,11 @@ impl BatchContext {
             Err(error) => {
                 // The messages stay reserved and come back when the
                 // reservation expires.
-                let ids: Vec<&str> = messages.iter().map(|message| message.id.as_str()).collect();
+                let ids = summarize_ids(messages);
                 tracing::error!(
                     worker = %self.worker.name,
                     reservation = %self.reservation_id,
-                    message_ids = ?ids,
+                    message_ids = %ids,
                     %error,
                     "failed to record batch outcome"
                 );
@@ -337,9 +345,31 @@ impl Drop for AbortOnDrop {
 
 /// Returns whether a fault may be caused by one message, so that splitting
 /// the batch can isolate it. A wrong outcome count or a failed instantiation
-/// is the worker's or host's fault whatever the batch holds.
-fn splits(fault: &Fault) -> bool {
-    matches!(fault, Fault::Trap(_) | Fault::Deadline(_))
+/// is the worker's or host's fault whatever the batch holds. A deadline that
+/// passed while the batch mostly waited on gateways points at a slow gateway,
+/// not a message, and splitting would only multiply the waiting.
+fn splits(fault: &Fault, time_in_gateways: Duration, deadline: Duration) -> bool {
+    match fault {
+        Fault::Trap(_) => true,
+        Fault::Deadline(_) => time_in_gateways < deadline / 2,
+        Fault::OutcomeCount { .. } | Fault::Instantiate(_) => false,
+    }
+}
+
+/// Lists the ids of `messages` for a log line: all of them for a small
+/// batch, the first ten and a count for a large one.
+fn summarize_ids(messages: &[ReservedMessage]) -> String {
+    const SHOWN: usize = 10;
+    let shown: Vec<&str> = messages
+        .iter()
+        .take(SHOWN)
+        .map(|message| message.id.as_str())
+        .collect();
+    let mut text = shown.join(",");
+    if messages.len() > SHOWN {
+        text.push_str(&format!(" (+{} more)", messages.len() - SHOWN));
+    }
+    text
 }
 
 /// Gives each pending row its final status from its message's disposition.
@@ -367,4 +397,41 @@ fn resolve_statuses(
             record
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn traps_split() {
+        assert!(splits(
+            &Fault::Trap("unreachable".into()),
+            Duration::ZERO,
+            DEADLINE
+        ));
+    }
+
+    #[test]
+    fn guest_deadline_splits() {
+        let fault = Fault::Deadline(DEADLINE);
+        assert!(splits(&fault, Duration::from_secs(1), DEADLINE));
+    }
+
+    #[test]
+    fn gateway_bound_deadline_does_not_split() {
+        let fault = Fault::Deadline(DEADLINE);
+        assert!(!splits(&fault, Duration::from_secs(9), DEADLINE));
+    }
+
+    #[test]
+    fn outcome_count_does_not_split() {
+        let fault = Fault::OutcomeCount {
+            expected: 2,
+            actual: 1,
+        };
+        assert!(!splits(&fault, Duration::ZERO, DEADLINE));
+    }
 }
