@@ -45,8 +45,10 @@ pub struct Email {
     pub html: Option<String>,
     /// Extra headers, in the order they were added.
     pub headers: Vec<Header>,
-    /// Key that makes the send idempotent. With `None` the host derives one
-    /// from the message id, the channel and the recipients.
+    /// Key that makes the send idempotent for this worker. With `None` the
+    /// host derives one from the message id, the channel and the recipients,
+    /// so a second email to the same recipients for the same message is
+    /// suppressed as a duplicate. Give each such email its own key.
     pub idempotency_key: Option<String>,
 }
 
@@ -123,7 +125,8 @@ impl Email {
     }
 
     /// Sets the key that makes the send idempotent. A second send with the
-    /// same key returns the first receipt instead of sending again.
+    /// same key by the same worker returns the first receipt instead of
+    /// sending again, even from another message.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
         self
