@@ -114,14 +114,22 @@ async fn kill_mid_run_loses_nothing() {
 
 #[tokio::test]
 async fn host_dying_every_attempt_dead_letters_message() {
-    let config = "[workers.test-worker]\nmax_attempts = 3\nreservation_timeout_secs = 1\nbatch_size = 1\nconcurrency = 2\n";
+    let config = "[workers.test-worker]\nmax_attempts = 3\nreservation_timeout_secs = 1\n";
     let mut herald = Herald::start(config);
     herald.deploy("test-worker", workers::test_worker()).await;
-    let poison = herald
+    // The poison and the messages behind it are enqueued together, so the
+    // first reservation puts them in one batch.
+    let poison = json!({"payload": {"action": "sleep", "ms": 60000}, "priority": 10});
+    let done = json!({"payload": {"action": "done"}});
+    let ids = herald
         .enqueue_raw(
             "test-worker",
-            json!({"messages": [{"payload": {"action": "sleep", "ms": 60000}, "priority": 10}]}),
+            json!({"messages": [poison, done.clone(), done.clone(), done]}),
         )
+        .await;
+    let (poison, behind) = ids.split_first().unwrap();
+    herald
+        .wait_for_state(&ids, "reserved", Duration::from_secs(30))
         .await;
 
     for attempt in 1..=3u32 {
@@ -129,7 +137,7 @@ async fn host_dying_every_attempt_dead_letters_message() {
             "the poison message to be reserved",
             Duration::from_secs(30),
             || async {
-                let message = herald.message(&poison[0]).await;
+                let message = herald.message(poison).await;
                 (message["state"] == "reserved" && message["attempts"] == attempt).then_some(())
             },
         )
@@ -137,22 +145,59 @@ async fn host_dying_every_attempt_dead_letters_message() {
         herald.kill();
         herald.restart();
     }
-    let behind = herald
-        .enqueue(
-            "test-worker",
-            &[json!({"action": "done"}), json!({"action": "done"})],
-        )
-        .await;
 
     herald
-        .wait_for_state(&poison, "dead", Duration::from_secs(30))
+        .wait_for_state(
+            std::slice::from_ref(poison),
+            "dead",
+            Duration::from_secs(30),
+        )
         .await;
-    let message = herald.message(&poison[0]).await;
+    let message = herald.message(poison).await;
     assert_eq!(message["last_error"], "worker lost");
     assert_eq!(message["attempts"], 3);
     herald
-        .wait_for_state(&behind, "completed", Duration::from_secs(30))
+        .wait_for_state(behind, "completed", Duration::from_secs(30))
         .await;
+}
+
+#[tokio::test]
+async fn sigterm_is_not_held_by_hanging_webhook() {
+    // A webhook receiver that accepts connections and never answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", hanging.local_addr().unwrap());
+    let config = format!(
+        "[queue]\nshutdown_grace_secs = 2\n[workers.test-worker]\nmax_attempts = 1\n\
+         failure_webhook = {{ url = \"{url}\", secret_env = \"TEST_WEBHOOK_SECRET\" }}\n"
+    );
+    let mut herald = Herald::start_with_env(&config, &[("TEST_WEBHOOK_SECRET", "s")]);
+    herald.deploy("test-worker", workers::test_worker()).await;
+    let ids = herald
+        .enqueue(
+            "test-worker",
+            &vec![json!({"action": "fail", "reason": "x"}); 3],
+        )
+        .await;
+    herald
+        .wait_for_state(&ids, "dead", Duration::from_secs(30))
+        .await;
+    hanging.set_nonblocking(true).unwrap();
+    let _connection = wait_until(
+        "the webhook POST to connect",
+        Duration::from_secs(30),
+        || async { hanging.accept().ok() },
+    )
+    .await;
+
+    // Three notices at a 10 s request timeout each would take 30 s.
+    let code = herald.terminate(Duration::from_secs(15));
+
+    assert_eq!(code, Some(0));
+    let logs = herald.logs();
+    assert!(
+        logs.contains("failure webhook still in flight at the end of the grace period"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]

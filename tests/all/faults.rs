@@ -392,3 +392,38 @@ async fn output_over_limit_does_not_trap() {
         "{logs}"
     );
 }
+
+#[tokio::test]
+async fn hung_gateway_is_not_bisected() {
+    // An SMTP server that accepts connections and never sends its greeting.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = format!(
+        "[gateways.email]\nkind = \"smtp\"\nurl = \"smtp://{}\"\nfrom = \"a@example.com\"\n\
+         timeout_secs = 1\n{CONFIG}",
+        hanging.local_addr().unwrap()
+    )
+    .replace("deadline_secs = 2", "deadline_secs = 3");
+    let herald = Herald::start(&config);
+    herald.deploy("test-worker", workers::test_worker()).await;
+    let payloads: Vec<Value> = (0..8)
+        .map(|i| {
+            json!({
+                "action": "send",
+                "email": {"to": format!("user{i}@example.com"), "subject": "s", "text": "t"},
+            })
+        })
+        .collect();
+
+    let ids = herald.enqueue("test-worker", &payloads).await;
+    herald
+        .wait_for_state(&ids, "dead", Duration::from_secs(60))
+        .await;
+
+    let faults = herald
+        .logs()
+        .lines()
+        .filter(|line| line.contains("batch faulted"))
+        .count();
+    assert_eq!(faults, 1, "a batch waiting on a gateway was split");
+    drop(hanging);
+}

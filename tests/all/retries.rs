@@ -297,6 +297,15 @@ async fn dead_letter_triggers_signed_webhook_and_error_queue() {
 
     let counts = herald.counts("mail-errors").await;
     assert_eq!(counts["available"], 1, "{counts}");
+    wait_until(
+        "the notice to complete",
+        Duration::from_secs(30),
+        || async {
+            let counts = herald.counts("herald.failure-notices").await;
+            (counts["completed"] == 1).then_some(())
+        },
+    )
+    .await;
     assert_eq!(received.lock().unwrap().len(), 1, "webhook sent twice");
 }
 
@@ -547,4 +556,128 @@ async fn config_settings_reach_worker() {
 
     let email = crate::support::mail::parse(&received[0].data);
     assert_eq!(email.text.unwrap().trim_end(), "hej");
+}
+
+#[tokio::test]
+async fn concurrent_sends_of_one_key_send_once() {
+    let smtp = SmtpServer::start_with(SmtpOptions {
+        data_delay: Some(Duration::from_millis(500)),
+        ..SmtpOptions::default()
+    });
+    let config = format!(
+        "{}[workers.test-worker]\nbatch_size = 1\nconcurrency = 4\n",
+        smtp_gateway(&smtp)
+    );
+    let herald = start(&config).await;
+    let keyed = |subject: &str| {
+        json!({
+            "action": "send",
+            "email": {"to": "ada@example.com", "subject": subject, "text": "t", "idempotency_key": "welcome:ada"},
+        })
+    };
+
+    let ids = herald
+        .enqueue(
+            "test-worker",
+            &[keyed("s1"), keyed("s2"), keyed("s3"), keyed("s4")],
+        )
+        .await;
+    herald
+        .wait_for_state(&ids, "completed", Duration::from_secs(30))
+        .await;
+
+    assert_eq!(smtp.count(), 1, "the same key was sent more than once");
+    let rows = herald.deliveries("recipient=ada@example.com").await;
+    let count = |status: &str| rows.iter().filter(|row| row["status"] == status).count();
+    assert_eq!(count("sent"), 1, "{rows:?}");
+    assert_eq!(count("duplicate-suppressed"), 3, "{rows:?}");
+}
+
+#[tokio::test]
+async fn worker_enqueue_key_deduplicates() {
+    let herald = start("").await;
+    let follow_up = json!({
+        "action": "enqueue",
+        "queue": "follow-ups",
+        "payload": {"n": 1},
+        "idempotency_key": "follow-up:1",
+    });
+
+    let ids = herald
+        .enqueue("test-worker", &[follow_up.clone(), follow_up])
+        .await;
+    herald
+        .wait_for_state(&ids, "completed", Duration::from_secs(30))
+        .await;
+
+    let counts = herald.counts("follow-ups").await;
+    assert_eq!(counts["available"], 1, "{counts}");
+}
+
+/// Starts a webhook receiver that answers 500 to the first `failures`
+/// requests and 204 after that.
+async fn start_flaky_receiver(failures: usize) -> (String, Received) {
+    let received: Received = Arc::default();
+    let state = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let state = Arc::clone(&state);
+            async move {
+                let mut received = state.lock().unwrap();
+                received.push((headers, body));
+                if received.len() <= failures {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+#[tokio::test]
+async fn failing_webhook_is_retried() {
+    let (url, received) = start_flaky_receiver(2).await;
+    let config = format!(
+        "[workers.test-worker]\nmax_attempts = 1\n\
+         failure_webhook = {{ url = \"{url}\", secret_env = \"TEST_WEBHOOK_SECRET\" }}\n"
+    );
+    let herald = Herald::start_with_env(&config, &[("TEST_WEBHOOK_SECRET", "whsec-test")]);
+    herald.deploy("test-worker", workers::test_worker()).await;
+
+    herald
+        .enqueue(
+            "test-worker",
+            &[json!({"action": "fail", "reason": "gone"})],
+        )
+        .await;
+    wait_until(
+        "the notice to be delivered",
+        Duration::from_secs(60),
+        || async {
+            let counts = herald.counts("herald.failure-notices").await;
+            (counts["completed"] == 1).then_some(())
+        },
+    )
+    .await;
+
+    let (status, _) = herald.get("/v1/queues/herald.failure-notices/dead").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "internal dead letters are not listable"
+    );
+    let forged = herald
+        .builder(Method::POST, "/v1/queues/herald.failure-notices/messages")
+        .json(&json!({"messages": [{"payload": {}}]}));
+    let (status, body) = herald.send(forged).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let received = received.lock().unwrap();
+    assert_eq!(received.len(), 3, "expected two failures and one success");
+    assert_eq!(received[0].1, received[2].1, "the retried body changed");
 }

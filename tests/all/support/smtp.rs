@@ -41,6 +41,9 @@ pub struct SmtpOptions {
     /// Reply 451 to the first RCPT TO of each address starting with this
     /// prefix, and accept it after that.
     pub fail_once_prefix: Option<String>,
+    /// Time to wait before accepting each message's data, to make sends
+    /// overlap.
+    pub data_delay: Option<std::time::Duration>,
 }
 
 /// A running SMTP server. It stops when the test process exits.
@@ -98,6 +101,9 @@ impl Handler for Collector {
     }
 
     fn data_end(&mut self) -> Response {
+        if let Some(delay) = self.options.data_delay {
+            std::thread::sleep(delay);
+        }
         if let Some(message) = self.current.take() {
             self.inbox.messages.lock().unwrap().push(message);
             self.inbox.arrived.notify_all();
@@ -146,6 +152,7 @@ impl SmtpServer {
                 credentials: options.credentials.clone(),
                 reject_prefix: options.reject_prefix.clone(),
                 fail_once_prefix: options.fail_once_prefix.clone(),
+                data_delay: options.data_delay,
             }),
             current: None,
             user: None,

@@ -147,9 +147,11 @@ fn run_action(message: &Message, action: &str, payload: Map<String, Value>) -> R
                 queue: target,
                 payload: body,
                 delay_seconds,
+                idempotency_key,
             } = parse_fields(action, payload)?;
             let mut options = EnqueueOptions::new();
             options.delay_seconds = delay_seconds;
+            options.idempotency_key = idempotency_key;
             queue::enqueue(&target, &body, options)?;
             Ok(())
         }
@@ -311,6 +313,7 @@ struct EnqueueFields {
     /// Payload of the new message, any JSON value.
     payload: Value,
     delay_seconds: Option<u32>,
+    idempotency_key: Option<String>,
 }
 
 /// Fields of `audit`.
