@@ -163,7 +163,7 @@ async fn host_dying_every_attempt_dead_letters_message() {
 
 #[tokio::test]
 async fn sigterm_is_not_held_by_hanging_webhook() {
-    // A webhook receiver that accepts connections and never answers.
+    // A webhook receiver that accepts connections and never responds.
     let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", hanging.local_addr().unwrap());
     let config = format!(

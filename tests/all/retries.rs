@@ -614,8 +614,8 @@ async fn worker_enqueue_key_deduplicates() {
     assert_eq!(counts["available"], 1, "{counts}");
 }
 
-/// Starts a webhook receiver that answers 500 to the first `failures`
-/// requests and 204 after that.
+/// Starts a webhook receiver that responds with 500 to the first `failures`
+/// requests and with 204 after that.
 async fn start_flaky_receiver(failures: usize) -> (String, Received) {
     let received: Received = Arc::default();
     let state = Arc::clone(&received);

@@ -19,8 +19,8 @@ use crate::runtime::{
     Runtime, WorkerOutcome,
 };
 
-/// Longest delay a worker may ask for in a retry or defer outcome: one year,
-/// the same as the longest enqueue delay.
+/// Maximum delay a worker may request in a retry or defer outcome: one year,
+/// the same as the maximum enqueue delay.
 const MAX_WORKER_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Everything a batch needs, shared by the runs of one reservation.
