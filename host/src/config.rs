@@ -385,7 +385,8 @@ impl Config {
 }
 
 impl Binding {
-    /// Returns what else happens to the dead letters of the worker `name`.
+    /// Returns the dead-letter policy of the worker `name`: its error queue
+    /// and whether its failure webhook is notified.
     pub fn dead_letter_policy(&self, name: &str) -> crate::queue::DeadLetterPolicy {
         crate::queue::DeadLetterPolicy {
             error_queue: self.error_queue.clone(),
@@ -397,7 +398,7 @@ impl Binding {
 impl BindingOverrides {
     fn check(&self, table: &str) -> Result<(), String> {
         // Each key with its smallest and largest accepted value. The upper
-        // bounds keep time arithmetic far from overflow; 4096 MiB is the
+        // bounds keep time arithmetic far from overflow, and 4096 MiB is the
         // whole 32-bit address space of a wasm32 memory.
         let ranges = [
             ("batch_size", self.batch_size.map(u64::from), 1, 10_000),

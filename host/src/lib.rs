@@ -3,11 +3,12 @@
 //!
 //! A worker is uploaded over HTTP, consumes the queue of the same name, and
 //! reaches the outside world only through the capabilities the host lends it
-//! (gateways, templates, the queue, the audit log). The modules follow the
-//! data path: [`api`] takes uploads and messages, [`queue`] keeps them durable
-//! in the [`store`], [`dispatch`] reserves batches and runs them on the
-//! [`runtime`], and [`gateway`] delivers what the workers send, recording every
-//! attempt in the [`audit`] log.
+//! (gateways, templates, the queue, the audit log).
+//!
+//! The modules follow the data path. [`api`] takes uploads and messages, and
+//! [`queue`] keeps them durable in the [`store`]. [`dispatch`] reserves
+//! batches and runs them on the [`runtime`]. [`gateway`] delivers what the
+//! workers send, and [`audit`] records every attempt.
 
 pub mod api;
 pub mod audit;

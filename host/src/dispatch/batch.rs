@@ -88,8 +88,8 @@ impl BatchContext {
         report
     }
 
-    /// Runs `messages` in one instance; on a trap with more than one message,
-    /// runs each half the same way.
+    /// Runs `messages` in one instance. On a trap with more than one message,
+    /// it runs each half the same way.
     async fn process_split(&self, messages: Vec<ReservedMessage>, report: &mut BatchReport) {
         // An explicit stack instead of recursion, since async recursion needs
         // boxing. Halves run left first, so order within a batch is kept.

@@ -88,7 +88,7 @@ impl Dispatcher {
         if let Some(running) = loops.get(&worker.name)
             && !running.task.is_finished()
         {
-            // Two uploads may finish compiling out of order; the higher
+            // Two uploads may finish compiling out of order. The higher
             // version, which the store made active, wins.
             let current = running.version.borrow().version;
             if worker.version < current {
@@ -114,7 +114,7 @@ impl Dispatcher {
     /// the rest and releases their messages with the attempt they spent
     /// given back.
     pub async fn shutdown(&self, grace: Duration) {
-        tracing::info!("dispatcher stopping: no new batches will be reserved");
+        tracing::info!("dispatcher stopping, no new batches will be reserved");
         self.shared.stopping.send_replace(true);
         let loops: Vec<JoinHandle<()>> = self
             .loops
@@ -180,7 +180,7 @@ impl Dispatcher {
                     tracing::info!(reservation = %reservation_id, released, "released messages of an unfinished batch")
                 }
                 Err(error) => {
-                    tracing::error!(reservation = %reservation_id, %error, "failed to release messages; they return when the reservation expires")
+                    tracing::error!(reservation = %reservation_id, %error, "failed to release messages, they return when the reservation expires")
                 }
             }
         }

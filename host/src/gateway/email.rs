@@ -186,9 +186,10 @@ pub fn prepare(
 }
 
 /// Builds the Subject header. A short subject of printable ASCII goes out as
-/// it is. A longer one is folded at spaces, and one with a word too long to
-/// fold, non-ASCII text or a literal `=?` (which mail readers would decode as
-/// an encoded word) is sent as RFC 2047 encoded words, one per line.
+/// it is, and a longer one is folded at spaces. Other subjects are sent as
+/// RFC 2047 encoded words, one per line. That covers a word too long to fold,
+/// non-ASCII text, and a literal `=?`, which mail readers would decode as an
+/// encoded word.
 fn subject_header(subject: &str) -> HeaderValue {
     let name = HeaderName::new_from_ascii_str("Subject");
     let printable = subject.bytes().all(|byte| (0x20..0x7f).contains(&byte));

@@ -2,11 +2,10 @@
 //! and pools itself.
 //!
 //! lettre 0.11.23 writes a message body and its closing `.` in two writes and
-//! never sets `TCP_NODELAY`, so on its own sockets Nagle's algorithm delays the
-//! second write until the server's delayed ACK, which on Linux costs up to
-//! 40 ms per message.
-//! Herald therefore opens each TCP stream itself with `TCP_NODELAY`, wraps it
-//! in TLS where the URL asks for it, and hands it to
+//! never sets `TCP_NODELAY`. On its own sockets, Nagle's algorithm therefore
+//! delays the second write until the server's delayed ACK, which on Linux
+//! costs up to 40 ms per message. Herald opens each TCP stream itself with
+//! `TCP_NODELAY`, wraps it in TLS where the URL asks for it, and hands it to
 //! `AsyncSmtpConnection::connect_with_transport`.
 //!
 //! The URL's scheme and `tls` parameter pick the transport:

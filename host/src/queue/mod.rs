@@ -2,14 +2,14 @@
 //! queries over messages.
 //!
 //! A message is never deleted while it is being worked on. Reserving it makes
-//! it invisible for the reservation timeout; its outcome later moves it to
+//! it invisible for the reservation timeout. Its outcome later moves it to
 //! `completed`, back to `retryable`/`scheduled`, or to `dead`. A process that
 //! dies while holding a reservation never records an outcome, so the message
 //! comes back when the reservation expires. Every transition out of
 //! `reserved` is guarded on the reservation id, so a reservation that expired
 //! can never finish a message that another batch has since reserved.
 //!
-//! This module decides nothing about retries; [`backoff`] computes delays and
+//! This module decides nothing about retries. [`backoff`] computes delays, and
 //! the dispatcher turns worker outcomes into [`Disposition`]s.
 
 pub mod backoff;
@@ -38,7 +38,7 @@ pub const WORKER_LOST: &str = "worker lost";
 #[serde(rename_all = "lowercase")]
 pub enum MessageState {
     /// Waiting for its `run_at` time. It becomes `available` when that time
-    /// passes; nothing is stored for that change.
+    /// passes, without a stored change.
     Scheduled,
     /// Due and waiting to be reserved by its worker's dispatcher.
     Available,
@@ -213,7 +213,7 @@ pub struct MessageInfo {
     pub queue: String,
     /// Current state.
     pub state: MessageState,
-    /// Priority; higher runs first.
+    /// Priority. Higher runs first.
     pub priority: i32,
     /// Attempts started so far.
     pub attempts: u32,
@@ -292,8 +292,8 @@ impl Queue {
     }
 
     /// Returns the notifier that is signalled whenever a message is enqueued
-    /// on `queue` by this process. Enqueues by other processes are not seen;
-    /// dispatchers poll for those.
+    /// on `queue` by this process. Enqueues by other processes are not seen,
+    /// so dispatchers also poll.
     pub fn subscribe(&self, queue: &str) -> Arc<tokio::sync::Notify> {
         let mut wakeups = self
             .wakeups
@@ -328,7 +328,8 @@ impl Queue {
 
     /// Enqueues `messages` on `queue` in one transaction and returns their ids
     /// in order. A message whose idempotency key was enqueued on this queue
-    /// within the window is not queued again; its entry carries the earlier id.
+    /// within the window is not queued again, and its entry carries the
+    /// earlier id.
     pub async fn enqueue(
         &self,
         queue: String,

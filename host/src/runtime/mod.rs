@@ -60,7 +60,7 @@ pub struct HostServices {
 
 /// Named async locks, created on first use and dropped when unused.
 ///
-/// The idempotency check and the send are two steps; without a lock, two
+/// The idempotency check and the send are two steps. Without a lock, two
 /// batches sending the same key at once would both find it unsent.
 // NOTE: the locks are per process. Two processes sharing one database can
 // still race on the same key.
@@ -144,7 +144,7 @@ pub struct InstanceLimits {
 pub enum WorkerOutcome {
     /// Handled.
     Done,
-    /// Failed; try again.
+    /// Failed, and a later attempt may succeed.
     Retry {
         /// Why.
         error: String,
@@ -153,7 +153,7 @@ pub enum WorkerOutcome {
     },
     /// Failed for good.
     Fail(String),
-    /// Not due yet; run again after the delay.
+    /// Not due yet. Run again after the delay.
     Defer(Duration),
 }
 
@@ -450,7 +450,7 @@ impl Runtime {
 }
 
 /// Checks the 8-byte header: `\0asm`, then a version and layer. A core module
-/// has version 1, layer 0; a component has version 0x0d, layer 1.
+/// has version 1, layer 0, and a component has version 0x0d, layer 1.
 fn check_header(bytes: &[u8]) -> Result<(), UploadError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(UploadError::NotWasm);
@@ -511,7 +511,7 @@ fn spawn_epoch_ticker(engine: &Engine) {
             }
         });
     if let Err(error) = spawned {
-        tracing::error!(%error, "failed to start the epoch thread; deadlines will not be enforced");
+        tracing::error!(%error, "failed to start the epoch thread, so deadlines will not be enforced");
     }
 }
 

@@ -4,10 +4,10 @@ use crate::audit::AuditEvent;
 use crate::runtime::bindings::audit as wit;
 use crate::runtime::state::WorkerState;
 
-/// Longest event name accepted, in bytes.
+/// Maximum length of an event name, in bytes.
 const MAX_EVENT_BYTES: usize = 200;
 
-/// Largest detail accepted, in bytes.
+/// Maximum size of an event's detail, in bytes.
 const MAX_DETAIL_BYTES: usize = 64 * 1024;
 
 impl wit::Host for WorkerState {
