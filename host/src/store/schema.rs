@@ -107,6 +107,26 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE INDEX audit_events_message ON audit_events (message_id);
     "#,
+    // 2: stored templates, and the template version behind each delivery.
+    r#"
+    -- Every version of every template. A delete marks all versions of the
+    -- name deleted instead of removing them, so the delivery log can still
+    -- show what was rendered and a new template of the same name continues
+    -- the version count.
+    CREATE TABLE templates (
+        name       TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        subject    TEXT,
+        text       TEXT,
+        html       TEXT,
+        created_at INTEGER NOT NULL,
+        deleted_at INTEGER,
+        PRIMARY KEY (name, version)
+    );
+
+    ALTER TABLE deliveries ADD COLUMN template TEXT;
+    ALTER TABLE deliveries ADD COLUMN template_version INTEGER;
+    "#,
 ];
 
 /// Applies every migration the database has not seen, each in its own
