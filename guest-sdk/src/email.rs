@@ -154,6 +154,7 @@ impl From<&Email> for wit::Email {
             text: email.text.clone(),
             html: email.html.clone(),
             headers,
+            template: None,
             idempotency_key: email.idempotency_key.clone(),
         }
     }

@@ -44,6 +44,37 @@ impl wit::Host for WorkerState {
         self.scope.gateway_time += started.elapsed();
         result
     }
+
+    async fn send_sms(
+        &mut self,
+        _message_id: String,
+        _gateway: String,
+        _sms: wit::Sms,
+    ) -> Result<wit::Receipt, wit::SendError> {
+        Err(wit::SendError::Permanent("sms is not supported yet".into()))
+    }
+
+    async fn send_push(
+        &mut self,
+        _message_id: String,
+        _gateway: String,
+        _push: wit::Push,
+    ) -> Result<wit::Receipt, wit::SendError> {
+        Err(wit::SendError::Permanent(
+            "push is not supported yet".into(),
+        ))
+    }
+
+    async fn send_webhook(
+        &mut self,
+        _message_id: String,
+        _gateway: String,
+        _event: wit::WebhookEvent,
+    ) -> Result<wit::Receipt, wit::SendError> {
+        Err(wit::SendError::Permanent(
+            "webhook is not supported yet".into(),
+        ))
+    }
 }
 
 async fn send_email(

@@ -20,6 +20,14 @@ impl wit::Host for WorkerState {
             wit::TemplateError::from(error)
         })
     }
+
+    fn render_stored(
+        &mut self,
+        name: String,
+        _context: String,
+    ) -> Result<wit::Rendered, wit::TemplateError> {
+        Err(wit::TemplateError::NotFound(name))
+    }
 }
 
 impl From<RenderError> for wit::TemplateError {
