@@ -2,6 +2,7 @@
 //! [`gateway::send_email`](crate::gateway::send_email).
 
 use crate::bindings::herald::worker::gateway as wit;
+use crate::template::{Rendered, TemplateRef};
 
 /// An email to send.
 ///
@@ -45,6 +46,9 @@ pub struct Email {
     pub html: Option<String>,
     /// Extra headers, in the order they were added.
     pub headers: Vec<Header>,
+    /// The stored template that the email was rendered from, recorded in
+    /// the delivery log.
+    pub template: Option<TemplateRef>,
     /// Key that makes the send idempotent for this worker. With `None` the
     /// host derives one from the message id, the channel and the recipients,
     /// so a second email to the same recipients for the same message is
@@ -65,6 +69,38 @@ impl Email {
     /// Creates an email with no recipients, an empty subject and no body.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Creates an email with the subject, bodies and template of a stored
+    /// template that [`template::render_stored`](crate::template::render_stored)
+    /// rendered. A part that the template does not have stays unset, and a
+    /// missing subject leaves the subject empty.
+    ///
+    /// ```
+    /// use herald_sdk::Email;
+    /// use herald_sdk::template::{Rendered, TemplateRef};
+    ///
+    /// let rendered = Rendered {
+    ///     template: TemplateRef { name: "welcome".to_string(), version: 3 },
+    ///     subject: Some("Welcome, Ada".to_string()),
+    ///     text: Some("Hello, Ada!".to_string()),
+    ///     html: None,
+    /// };
+    ///
+    /// let email = Email::from_rendered(rendered).to("ada@example.com");
+    ///
+    /// assert_eq!(email.subject, "Welcome, Ada");
+    /// assert_eq!(email.text.as_deref(), Some("Hello, Ada!"));
+    /// assert_eq!(email.template.map(|template| template.version), Some(3));
+    /// ```
+    pub fn from_rendered(rendered: Rendered) -> Self {
+        Self {
+            subject: rendered.subject.unwrap_or_default(),
+            text: rendered.text,
+            html: rendered.html,
+            template: Some(rendered.template),
+            ..Self::default()
+        }
     }
 
     /// Adds a primary recipient.
@@ -124,6 +160,13 @@ impl Email {
         self
     }
 
+    /// Sets the stored template that the email was rendered from, which the
+    /// host records in the delivery log.
+    pub fn template(mut self, template: TemplateRef) -> Self {
+        self.template = Some(template);
+        self
+    }
+
     /// Sets the key that makes the send idempotent. A second send with the
     /// same key by the same worker returns the first receipt instead of
     /// sending again, even from another message.
@@ -154,7 +197,7 @@ impl From<&Email> for wit::Email {
             text: email.text.clone(),
             html: email.html.clone(),
             headers,
-            template: None,
+            template: email.template.as_ref().map(Into::into),
             idempotency_key: email.idempotency_key.clone(),
         }
     }
@@ -163,6 +206,13 @@ impl From<&Email> for wit::Email {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn welcome_template() -> TemplateRef {
+        TemplateRef {
+            name: "welcome".to_string(),
+            version: 3,
+        }
+    }
 
     #[test]
     fn new_email_is_empty() {
@@ -177,6 +227,7 @@ mod tests {
         assert_eq!(email.text, None);
         assert_eq!(email.html, None);
         assert!(email.headers.is_empty());
+        assert_eq!(email.template, None);
         assert_eq!(email.idempotency_key, None);
     }
 
@@ -192,6 +243,7 @@ mod tests {
             .text("Hello")
             .html("<p>Hello</p>")
             .header("X-Campaign", "welcome")
+            .template(welcome_template())
             .idempotency_key("welcome-ada");
 
         assert_eq!(email.to, ["ada@example.com"]);
@@ -209,6 +261,7 @@ mod tests {
                 value: "welcome".to_string(),
             }]
         );
+        assert_eq!(email.template, Some(welcome_template()));
         assert_eq!(email.idempotency_key.as_deref(), Some("welcome-ada"));
     }
 
@@ -255,6 +308,7 @@ mod tests {
             .text("Hello")
             .html("<p>Hello</p>")
             .header("X-Campaign", "welcome")
+            .template(welcome_template())
             .idempotency_key("welcome-ada");
 
         let wit_email = wit::Email::from(&email);
@@ -270,6 +324,50 @@ mod tests {
         assert_eq!(wit_email.headers.len(), 1);
         assert_eq!(wit_email.headers[0].name, "X-Campaign");
         assert_eq!(wit_email.headers[0].value, "welcome");
+        let template = wit_email.template.expect("template is copied");
+        assert_eq!(template.name, "welcome");
+        assert_eq!(template.version, 3);
         assert_eq!(wit_email.idempotency_key, email.idempotency_key);
+    }
+
+    #[test]
+    fn into_wit_without_template() {
+        let wit_email = wit::Email::from(&Email::new().to("ada@example.com"));
+
+        assert!(wit_email.template.is_none());
+    }
+
+    #[test]
+    fn from_rendered_fills_parts() {
+        let rendered = Rendered {
+            template: welcome_template(),
+            subject: Some("Welcome".to_string()),
+            text: Some("Hello".to_string()),
+            html: Some("<p>Hello</p>".to_string()),
+        };
+
+        let email = Email::from_rendered(rendered).to("ada@example.com");
+
+        assert_eq!(email.to, ["ada@example.com"]);
+        assert_eq!(email.subject, "Welcome");
+        assert_eq!(email.text.as_deref(), Some("Hello"));
+        assert_eq!(email.html.as_deref(), Some("<p>Hello</p>"));
+        assert_eq!(email.template, Some(welcome_template()));
+    }
+
+    #[test]
+    fn from_rendered_leaves_missing_parts_unset() {
+        let rendered = Rendered {
+            template: welcome_template(),
+            subject: None,
+            text: None,
+            html: Some("<p>Hello</p>".to_string()),
+        };
+
+        let email = Email::from_rendered(rendered);
+
+        assert_eq!(email.subject, "");
+        assert_eq!(email.text, None);
+        assert_eq!(email.html.as_deref(), Some("<p>Hello</p>"));
     }
 }

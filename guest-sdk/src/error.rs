@@ -254,6 +254,21 @@ mod tests {
     }
 
     #[test]
+    fn template_not_found_fails() {
+        let error = TemplateError::NotFound("daily-digest".to_string());
+
+        let outcome = Outcome::from(Error::from(error));
+
+        let Outcome::Fail(reason) = outcome else {
+            panic!("expected a fail outcome, got {outcome:?}");
+        };
+        assert!(
+            reason.contains("PUT /v1/templates/daily-digest"),
+            "{reason}"
+        );
+    }
+
+    #[test]
     fn transient_send_error_retries_with_backoff() {
         let error = SendError::Transient("421 service not available".to_string());
 
@@ -306,7 +321,7 @@ mod tests {
 
         assert_eq!(
             outcome,
-            Outcome::Fail("invalid email: invalid address `ada@`".to_string())
+            Outcome::Fail("send rejected as invalid input: invalid address `ada@`".to_string())
         );
     }
 

@@ -1,11 +1,18 @@
 //! Sending notifications through the gateways that the operator configures.
 //! A worker names a gateway and has no access to its address or credentials.
+//!
+//! Each channel has its own call: [`send_email`], [`send_sms`],
+//! [`send_push`] and [`send_webhook`]. The operator's configuration decides
+//! which gateway names exist and which channel each one serves.
 
 use std::fmt;
 
 use crate::bindings::herald::worker::gateway as wit;
 use crate::email::Email;
 use crate::message::Message;
+use crate::push::Push;
+use crate::sms::Sms;
+use crate::webhook::WebhookEvent;
 
 /// Sends `email` through the gateway named `gateway` on behalf of `message`.
 ///
@@ -28,6 +35,83 @@ pub fn send_email(gateway: &str, message: &Message, email: &Email) -> Result<Rec
         .map_err(SendError::from)
 }
 
+/// Sends the text message `sms` through the SMS gateway named `gateway` on
+/// behalf of `message`, as [`send_email`] does.
+///
+/// Without an [`idempotency_key`](Sms::idempotency_key) the host derives one
+/// from the message id and the recipient, which covers one text per number
+/// and message.
+///
+/// ```no_run
+/// use herald_sdk::{gateway, Error, Message, Sms};
+///
+/// fn send_code(message: &Message) -> Result<(), Error> {
+///     let sms = Sms::new().to("+14155550123").body("Your code is 481516");
+///     gateway::send_sms("sms", message, &sms)?;
+///     Ok(())
+/// }
+/// ```
+///
+/// # Errors
+///
+/// Returns [`SendError`] when the gateway does not take the text, and
+/// [`SendError::InvalidInput`] when `to` is not an E.164 number.
+pub fn send_sms(gateway: &str, message: &Message, sms: &Sms) -> Result<Receipt, SendError> {
+    let sms = wit::Sms::from(sms);
+    wit::send_sms(message.id(), gateway, &sms)
+        .map(Receipt::from)
+        .map_err(SendError::from)
+}
+
+/// Sends the push notification `push` through the push gateway named
+/// `gateway` on behalf of `message`, as [`send_email`] does.
+///
+/// Without an [`idempotency_key`](Push::idempotency_key) the host derives one
+/// from the message id and the device token, which covers one notification
+/// per device and message.
+///
+/// # Errors
+///
+/// Returns [`SendError`] when the gateway does not take the notification.
+pub fn send_push(gateway: &str, message: &Message, push: &Push) -> Result<Receipt, SendError> {
+    let push = wit::Push::from(push);
+    wit::send_push(message.id(), gateway, &push)
+        .map(Receipt::from)
+        .map_err(SendError::from)
+}
+
+/// POSTs `event` as signed JSON through the webhook gateway named `gateway`
+/// on behalf of `message`, as [`send_email`] does.
+///
+/// Without an [`idempotency_key`](WebhookEvent::idempotency_key) the host
+/// derives one from the message id and the event type, which covers one
+/// event per type and message.
+///
+/// ```no_run
+/// use herald_sdk::{gateway, Error, Message, WebhookEvent};
+/// use serde_json::json;
+///
+/// fn relay(message: &Message) -> Result<(), Error> {
+///     let event = WebhookEvent::new("invoice.paid", &json!({"invoice_id": "in_1042"}))?;
+///     gateway::send_webhook("webhook", message, &event)?;
+///     Ok(())
+/// }
+/// ```
+///
+/// # Errors
+///
+/// Returns [`SendError`] when the receiver does not accept the event.
+pub fn send_webhook(
+    gateway: &str,
+    message: &Message,
+    event: &WebhookEvent,
+) -> Result<Receipt, SendError> {
+    let event = wit::WebhookEvent::from(event);
+    wit::send_webhook(message.id(), gateway, &event)
+        .map(Receipt::from)
+        .map_err(SendError::from)
+}
+
 /// Proof that a gateway accepted a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
@@ -35,8 +119,8 @@ pub struct Receipt {
     pub delivery_id: String,
     /// Name of the gateway that took the notification.
     pub gateway: String,
-    /// The provider's id for the notification, which is the Message-ID for
-    /// email.
+    /// The provider's id for the notification: the Message-ID for SMTP, or
+    /// the id in the provider's response for an HTTP provider.
     pub provider_id: String,
     /// True when the idempotency key had already been sent. The host did not
     /// send again and this receipt is the earlier one.
@@ -71,8 +155,8 @@ pub enum SendError {
         /// Seconds to wait before trying again.
         retry_after_seconds: u32,
     },
-    /// The notification is malformed, such as an invalid address or a header
-    /// that contains CR or LF. It was not sent.
+    /// The notification is malformed, such as an invalid address or phone
+    /// number, or a header that contains CR or LF. It was not sent.
     InvalidInput(String),
 }
 
@@ -111,7 +195,9 @@ impl fmt::Display for SendError {
                 f,
                 "send rate-limited, retry after {retry_after_seconds} s: {message}"
             ),
-            SendError::InvalidInput(message) => write!(f, "invalid email: {message}"),
+            SendError::InvalidInput(message) => {
+                write!(f, "send rejected as invalid input: {message}")
+            }
         }
     }
 }
@@ -219,8 +305,8 @@ mod tests {
             "send rejected permanently: gateway `sms` is not configured"
         );
         assert_eq!(
-            SendError::InvalidInput("invalid address `ada@`".to_string()).to_string(),
-            "invalid email: invalid address `ada@`"
+            SendError::InvalidInput("invalid phone number `555`".to_string()).to_string(),
+            "send rejected as invalid input: invalid phone number `555`"
         );
     }
 }

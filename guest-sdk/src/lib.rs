@@ -56,6 +56,64 @@
 //! # fn main() {}
 //! ```
 //!
+//! # Stored templates and other channels
+//!
+//! A template that the operator stores with `PUT /v1/templates/{name}` can
+//! change without a new upload of the worker. [`template::render_stored`]
+//! renders its subject, text and HTML parts, and [`Email::from_rendered`]
+//! turns them into an email that names the template and version in the
+//! delivery log. Besides email, a worker sends text messages ([`Sms`],
+//! [`gateway::send_sms`]), push notifications ([`Push`],
+//! [`gateway::send_push`]) and signed webhook events ([`WebhookEvent`],
+//! [`gateway::send_webhook`]):
+//!
+//! ```no_run
+//! use herald_sdk::{gateway, template, Email, Error, Message, Push, Sms, WebhookEvent};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize, Serialize)]
+//! struct Shipment {
+//!     email: String,
+//!     phone: String,
+//!     device_token: String,
+//!     order_id: String,
+//! }
+//!
+//! fn notify(message: &Message) -> Result<(), Error> {
+//!     let shipment: Shipment = message.payload()?;
+//!
+//!     // An undefined variable or a missing template fails the message here,
+//!     // before any gateway is called.
+//!     let rendered = template::render_stored("order-shipped", &shipment)?;
+//!     let text = rendered.text.clone().unwrap_or_default();
+//!     let email = Email::from_rendered(rendered.clone()).to(&shipment.email);
+//!     gateway::send_email("email", message, &email)?;
+//!
+//!     let sms = Sms::new()
+//!         .to(&shipment.phone)
+//!         .body(&text)
+//!         .template(rendered.template.clone());
+//!     gateway::send_sms("sms", message, &sms)?;
+//!
+//!     let push = Push::new()
+//!         .token(&shipment.device_token)
+//!         .title("Order shipped")
+//!         .body(&text)
+//!         .data("order_id", &shipment.order_id);
+//!     gateway::send_push("push", message, &push)?;
+//!
+//!     let event = WebhookEvent::new("order.shipped", &shipment)?;
+//!     gateway::send_webhook("webhook", message, &event)?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Each send has its own idempotency key, derived by the host from the
+//! message id, the channel and the recipient unless the worker sets one. When
+//! the push gateway above fails transiently, the retry therefore gets the
+//! earlier receipts for the email and the text message instead of sending
+//! them again.
+//!
 //! # Building
 //!
 //! Give the worker crate `crate-type = ["cdylib"]` and build it with
@@ -65,11 +123,12 @@
 //! # Testing on a native target
 //!
 //! The SDK compiles on native targets, so `cargo test` can check payload
-//! parsing, email building and [`Error`] handling. The host's imports exist
+//! parsing, the building of emails and other notifications, and [`Error`]
+//! handling. The host's imports exist
 //! only inside a component: on a native target every function that calls the
-//! host ([`gateway::send_email`], [`template::render`], [`queue::enqueue`],
-//! [`audit::record_event`], the [`log`] functions and [`config::get`]) panics
-//! with `unreachable`.
+//! host (the [`gateway`] sends, [`template::render`],
+//! [`template::render_stored`], [`queue::enqueue`], [`audit::record_event`],
+//! the [`log`] functions and [`config::get`]) panics with `unreachable`.
 
 #![deny(missing_docs)]
 
@@ -81,14 +140,20 @@ pub mod gateway;
 pub mod log;
 pub mod message;
 pub mod outcome;
+pub mod push;
 pub mod queue;
+pub mod sms;
 pub mod template;
+pub mod webhook;
 pub mod worker;
 
 pub use email::Email;
 pub use error::Error;
 pub use message::{Message, PayloadError};
 pub use outcome::Outcome;
+pub use push::Push;
+pub use sms::Sms;
+pub use webhook::WebhookEvent;
 pub use worker::Worker;
 
 /// Bindings that `wit-bindgen` generates from `wit/worker.wit`. Workers use
