@@ -1,11 +1,14 @@
 //! Herald worker for the integration tests. Each message's payload names an
-//! `action` that picks what the worker does with it: send an email, call
+//! `action` that picks what the worker does with it: send an email, a text
+//! message, a push notification or a webhook event, render a template, call
 //! another import, return a given outcome, or misbehave on purpose by
 //! trapping, looping or exhausting memory or stack. The README lists every
 //! action and its payload fields.
 
+mod channels;
 mod email;
 mod hazard;
+mod render;
 
 use std::time::Duration;
 
@@ -115,6 +118,11 @@ fn run_action(message: &Message, action: &str, payload: Map<String, Value>) -> R
         "done" | SHORT_OUTCOMES | EXTRA_OUTCOMES => Ok(()),
         "send" => send(message, parse_fields(action, payload)?),
         "send_many" => send_many(message, parse_fields(action, payload)?),
+        "send_sms" => channels::send_sms(message, parse_fields(action, payload)?),
+        "send_push" => channels::send_push(message, parse_fields(action, payload)?),
+        "send_webhook" => channels::send_webhook(message, parse_fields(action, payload)?),
+        "render_stored" => render::render_stored(message, parse_fields(action, payload)?),
+        "render_string" => render::render_string(message, parse_fields(action, payload)?),
         "sleep" => {
             let SleepFields { ms } = parse_fields(action, payload)?;
             std::thread::sleep(Duration::from_millis(ms));
@@ -181,9 +189,10 @@ fn run_action(message: &Message, action: &str, payload: Map<String, Value>) -> R
             Ok(())
         }
         unknown => Err(Error::fail(format!(
-            "unknown action `{unknown}`, expected one of send, send_many, sleep, trap, loop, \
-             memory, stack, retry, fail, defer, done, enqueue, audit, log, config, stdout, \
-             probe, short_outcomes or extra_outcomes"
+            "unknown action `{unknown}`, expected one of send, send_many, send_sms, \
+             send_push, send_webhook, render_stored, render_string, sleep, trap, loop, memory, \
+             stack, retry, fail, defer, done, enqueue, audit, log, config, stdout, probe, \
+             short_outcomes or extra_outcomes"
         ))),
     }
 }
