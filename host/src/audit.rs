@@ -83,6 +83,10 @@ pub struct DeliveryRecord {
     pub attempt: u32,
     /// Error text of a failed send.
     pub error: Option<String>,
+    /// Name of the stored template the notification was rendered from.
+    pub template: Option<String>,
+    /// Version of that template.
+    pub template_version: Option<u32>,
     /// Time of the attempt in ms since the epoch.
     pub created_at: i64,
 }
@@ -112,6 +116,10 @@ pub struct DeliveryInfo {
     pub attempt: u32,
     /// Error text.
     pub error: Option<String>,
+    /// Stored template the notification was rendered from.
+    pub template: Option<String>,
+    /// Version of that template.
+    pub template_version: Option<u32>,
     /// Time of the attempt, RFC 3339 in UTC.
     pub created_at: String,
 }
@@ -235,7 +243,8 @@ impl AuditLog {
                 values.push(&filter.limit);
                 let sql = format!(
                     "SELECT id, message_id, worker, worker_version, channel, gateway, recipient,
-                            status, provider_id, attempt, error, created_at
+                            status, provider_id, attempt, error, created_at, template,
+                            template_version
                      FROM deliveries {where_clause}
                      ORDER BY created_at DESC, id DESC
                      LIMIT ?"
@@ -255,6 +264,8 @@ impl AuditLog {
                         attempt: row.get(9)?,
                         error: row.get(10)?,
                         created_at: clock::to_rfc3339(row.get(11)?),
+                        template: row.get(12)?,
+                        template_version: row.get(13)?,
                     })
                 })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -314,9 +325,11 @@ pub(crate) fn insert_delivery(
         .prepare_cached(
             "INSERT INTO deliveries
                  (id, message_id, worker, worker_version, channel, gateway, recipient,
-                  idempotency_key, status, provider_id, attempt, error, created_at)
+                  idempotency_key, status, provider_id, attempt, error, template,
+                  template_version, created_at)
              VALUES (:id, :message_id, :worker, :worker_version, :channel, :gateway, :recipient,
-                     :key, :status, :provider_id, :attempt, :error, :created_at)
+                     :key, :status, :provider_id, :attempt, :error, :template,
+                     :template_version, :created_at)
              ON CONFLICT DO NOTHING",
         )?
         .execute(named_params! {
@@ -332,6 +345,8 @@ pub(crate) fn insert_delivery(
             ":provider_id": record.provider_id,
             ":attempt": record.attempt,
             ":error": record.error,
+            ":template": record.template,
+            ":template_version": record.template_version,
             ":created_at": record.created_at,
         })?;
     Ok(inserted == 1)

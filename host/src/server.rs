@@ -16,6 +16,7 @@ use crate::gateway::Gateways;
 use crate::queue::Queue;
 use crate::runtime::{HostServices, Runtime, UploadError};
 use crate::store::{Db, StoreError};
+use crate::template::TemplateStore;
 use crate::workers::{self, Added, WorkerStore};
 
 /// Maximum number of uploads compiled at once. Compilation uses every core,
@@ -30,8 +31,12 @@ pub struct App {
     pub queue: Queue,
     /// The delivery log.
     pub audit: AuditLog,
+    /// Configured gateways, shared with the workers' host calls.
+    pub gateways: Gateways,
     /// Stored worker versions.
     pub workers: WorkerStore,
+    /// Stored templates, shared with the workers' host calls.
+    pub templates: TemplateStore,
     /// The WebAssembly runtime.
     pub runtime: Arc<Runtime>,
     /// The dispatcher.
@@ -72,16 +77,18 @@ impl App {
             Duration::from_secs(config.queue.idempotency_window_secs),
         );
         let audit = AuditLog::new(db.clone());
+        let templates = TemplateStore::new(db.clone());
         let gateways = Gateways::from_config(&config)?;
         let runtime = Arc::new(Runtime::new(
             &config.runtime,
             Some(config.data_dir.join("compiled")),
         )?);
         let services = Arc::new(HostServices {
-            gateways,
+            gateways: gateways.clone(),
             audit: audit.clone(),
             queue: queue.clone(),
             send_locks: Default::default(),
+            templates: templates.clone(),
         });
         let dispatcher = Dispatcher::new(Arc::clone(&runtime), services, Arc::clone(&config));
         let api_token = std::env::var(API_TOKEN_ENV)
@@ -92,7 +99,9 @@ impl App {
             config,
             queue,
             audit,
+            gateways,
             workers: WorkerStore::new(db),
+            templates,
             runtime,
             dispatcher,
             api_token,

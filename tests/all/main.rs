@@ -13,5 +13,6 @@ mod email;
 mod faults;
 mod reservation;
 mod retries;
+mod smtp_replies;
 mod smtp_tls;
 mod upload;

@@ -7,7 +7,9 @@
 
 mod deliveries;
 mod error;
+mod gateways;
 mod messages;
+mod templates;
 mod workers;
 
 use std::sync::Arc;
@@ -43,6 +45,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/queues/{queue}/dead/replay", post(messages::replay_dead))
         .route("/messages/{id}", get(messages::get))
         .route("/deliveries", get(deliveries::list))
+        .route("/templates", get(templates::list))
+        .route(
+            "/templates/{name}",
+            get(templates::get)
+                .put(templates::put)
+                .delete(templates::delete),
+        )
+        .route("/gateways", get(gateways::list))
         .layer(DefaultBodyLimit::max(max_body))
         .merge(uploads)
         .layer(middleware::from_fn_with_state(

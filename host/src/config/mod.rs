@@ -9,6 +9,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod gateway;
+
+pub use gateway::{
+    FcmConfig, GatewayConfig, GatewayLimits, OutboxConfig, Rate, SendGridConfig, SmtpConfig,
+    TransportConfig, TwilioConfig, WebhookConfig,
+};
+
 /// Seconds in an hour, a day and a year, for the ranges of time settings.
 const ONE_HOUR_SECS: u64 = 60 * 60;
 const ONE_DAY_SECS: u64 = 24 * ONE_HOUR_SECS;
@@ -46,55 +53,6 @@ pub struct Config {
     /// Per-worker settings, by worker name.
     #[serde(default)]
     pub workers: BTreeMap<String, BindingOverrides>,
-}
-
-/// One configured gateway.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum GatewayConfig {
-    /// An SMTP server, reached through lettre over pooled connections.
-    Smtp(SmtpConfig),
-    /// A folder that receives each email as an `.eml` file.
-    Outbox(OutboxConfig),
-}
-
-/// Settings of an `smtp` gateway.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpConfig {
-    /// `smtp://host:port` for plain SMTP, `smtp://host:port?tls=required` for
-    /// STARTTLS (or `tls=opportunistic` to use it when offered), and
-    /// `smtps://host:port` for implicit TLS.
-    pub url: String,
-    /// Sender used when a worker sets none, such as `Example <noreply@example.com>`.
-    pub from: String,
-    /// Name of the environment variable that contains the SMTP user name.
-    pub user_env: Option<String>,
-    /// Name of the environment variable that contains the SMTP password.
-    pub password_env: Option<String>,
-    /// Maximum number of open connections to the server.
-    #[serde(default = "default_smtp_pool_size")]
-    pub pool_size: usize,
-    /// Timeout in seconds for connecting and for each SMTP command.
-    #[serde(default = "default_smtp_timeout_secs")]
-    pub timeout_secs: u64,
-    /// PEM file with extra root certificates to trust, for servers with a
-    /// private certificate authority.
-    pub ca_file: Option<PathBuf>,
-    /// Name sent in EHLO. The default is the host name `localhost`.
-    pub hello_name: Option<String>,
-}
-
-/// Settings of an `outbox` gateway.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxConfig {
-    /// Folder for the `.eml` files. Relative paths are taken from `data_dir`.
-    #[serde(default = "default_outbox_path")]
-    pub path: PathBuf,
-    /// Sender used when a worker sets none.
-    #[serde(default = "default_outbox_from")]
-    pub from: String,
 }
 
 /// Limits of the WebAssembly runtime, shared by all workers.
@@ -339,15 +297,7 @@ impl Config {
                 "runtime.max_instances is 0; set it to at least 1".into(),
             ));
         }
-        for (name, gateway) in &self.gateways {
-            if let GatewayConfig::Smtp(smtp) = gateway
-                && smtp.pool_size == 0
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "gateways.{name}.pool_size is 0; set it to at least 1"
-                )));
-            }
-        }
+        gateway::check_gateways(&self.gateways).map_err(ConfigError::Invalid)?;
         self.worker_defaults
             .check("worker_defaults")
             .map_err(ConfigError::Invalid)?;
@@ -530,27 +480,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn default_gateways() -> BTreeMap<String, GatewayConfig> {
-    let outbox = GatewayConfig::Outbox(OutboxConfig {
-        path: default_outbox_path(),
-        from: default_outbox_from(),
-    });
-    BTreeMap::from([("email".to_owned(), outbox)])
-}
-
-fn default_outbox_path() -> PathBuf {
-    PathBuf::from("outbox")
-}
-
-fn default_outbox_from() -> String {
-    "Herald <noreply@localhost>".to_owned()
-}
-
-fn default_smtp_pool_size() -> usize {
-    8
-}
-
-fn default_smtp_timeout_secs() -> u64 {
-    30
+    BTreeMap::from([("email".to_owned(), GatewayConfig::default_outbox())])
 }
 
 #[cfg(test)]
@@ -563,8 +493,8 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:7600".parse().unwrap());
         assert_eq!(config.data_dir, PathBuf::from("herald-data"));
         assert!(matches!(
-            config.gateways.get("email"),
-            Some(GatewayConfig::Outbox(_))
+            config.gateways["email"].transport,
+            TransportConfig::Outbox(_)
         ));
     }
 
@@ -581,7 +511,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let Some(GatewayConfig::Smtp(smtp)) = config.gateways.get("email") else {
+        let TransportConfig::Smtp(smtp) = &config.gateways["email"].transport else {
             panic!("expected an smtp gateway");
         };
         assert_eq!(smtp.url, "smtp://127.0.0.1:2525");

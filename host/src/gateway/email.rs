@@ -38,11 +38,31 @@ pub struct OutgoingEmail {
     pub headers: Vec<(String, String)>,
 }
 
-/// A validated email, formatted and ready for any gateway.
+/// A validated email, formatted and ready for any gateway: SMTP and the
+/// outbox take the formatted bytes, an HTTP mail API the parsed fields.
 #[derive(Debug, Clone)]
 pub struct PreparedEmail {
     /// The Message-ID header value, with angle brackets.
     pub message_id: String,
+    /// Sender.
+    pub from: Mailbox,
+    /// Primary recipients.
+    pub to: Vec<Mailbox>,
+    /// Carbon-copy recipients.
+    pub cc: Vec<Mailbox>,
+    /// Blind carbon-copy recipients.
+    pub bcc: Vec<Mailbox>,
+    /// Reply address.
+    pub reply_to: Option<Mailbox>,
+    /// Subject line, free of line breaks.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: Option<String>,
+    /// HTML body.
+    pub html: Option<String>,
+    /// Extra headers, checked: names are not reserved and values have no
+    /// line breaks.
+    pub headers: Vec<(String, String)>,
     /// Every envelope recipient's address, without display names, in the
     /// order to, cc, bcc, without duplicates.
     pub recipients: Vec<String>,
@@ -116,6 +136,10 @@ pub fn prepare(
 
     let message_id = format!("<{unique}@{}>", from.email.domain());
     let sender = from.email.clone();
+    let mut fields = PreparedFields {
+        from: from.clone(),
+        ..PreparedFields::default()
+    };
     let mut builder = lettre::Message::builder()
         .from(from)
         .raw_header(subject_header(&email.subject))
@@ -136,20 +160,25 @@ pub fn prepare(
     for address in &email.to {
         let mailbox = parse_mailbox("to", address)?;
         add_recipient(&mailbox);
+        fields.to.push(mailbox.clone());
         builder = builder.to(mailbox);
     }
     for address in &email.cc {
         let mailbox = parse_mailbox("cc", address)?;
         add_recipient(&mailbox);
+        fields.cc.push(mailbox.clone());
         builder = builder.cc(mailbox);
     }
     for address in &email.bcc {
         let mailbox = parse_mailbox("bcc", address)?;
         add_recipient(&mailbox);
+        fields.bcc.push(mailbox.clone());
         builder = builder.bcc(mailbox);
     }
     if let Some(reply_to) = &email.reply_to {
-        builder = builder.reply_to(parse_mailbox("reply-to", reply_to)?);
+        let mailbox = parse_mailbox("reply-to", reply_to)?;
+        fields.reply_to = Some(mailbox.clone());
+        builder = builder.reply_to(mailbox);
     }
     for (name, value) in &email.headers {
         builder = builder.raw_header(extra_header(name, value)?);
@@ -179,10 +208,40 @@ pub fn prepare(
         .map_err(|error| SendError::InvalidInput(format!("invalid envelope: {error}")))?;
     Ok(PreparedEmail {
         message_id,
+        from: fields.from,
+        to: fields.to,
+        cc: fields.cc,
+        bcc: fields.bcc,
+        reply_to: fields.reply_to,
+        subject: email.subject.clone(),
+        text: email.text.clone(),
+        html: email.html.clone(),
+        headers: email.headers.clone(),
         recipients,
         envelope,
         bytes: message.formatted(),
     })
+}
+
+/// The parsed addresses of an email, collected while it is formatted.
+struct PreparedFields {
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+    bcc: Vec<Mailbox>,
+    reply_to: Option<Mailbox>,
+}
+
+impl Default for PreparedFields {
+    fn default() -> Self {
+        Self {
+            from: Mailbox::new(None, Address::new("unset", "localhost").expect("valid address")),
+            to: Vec::new(),
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            reply_to: None,
+        }
+    }
 }
 
 /// Builds the Subject header. A short subject of printable ASCII goes out as
@@ -247,14 +306,24 @@ fn encode_words(text: &str) -> String {
         .join("\r\n ")
 }
 
+/// Parses an address, with the domain converted to its ASCII form, so that
+/// `ada@bücher.example` goes out as `ada@xn--bcher-kva.example`.
 fn parse_mailbox(field: &str, text: &str) -> Result<Mailbox, SendError> {
     check_no_line_breaks(field, text)?;
-    Mailbox::from_str(text.trim()).map_err(|error| {
+    let invalid = |reason: &dyn std::fmt::Display| {
         SendError::InvalidInput(format!(
-            "invalid address \"{text}\" in {field}: {error}; \
+            "invalid address \"{text}\" in {field}: {reason}; \
              use local@domain or Name <local@domain>"
         ))
-    })
+    };
+    let mut mailbox = Mailbox::from_str(text.trim()).map_err(|error| invalid(&error))?;
+    let domain = mailbox.email.domain();
+    if !domain.is_ascii() {
+        let ascii = idna::domain_to_ascii(domain).map_err(|_| invalid(&"invalid domain"))?;
+        mailbox.email =
+            Address::new(mailbox.email.user(), ascii).map_err(|error| invalid(&error))?;
+    }
+    Ok(mailbox)
 }
 
 fn check_no_line_breaks(field: &str, value: &str) -> Result<(), SendError> {

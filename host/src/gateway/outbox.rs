@@ -1,11 +1,12 @@
 //! The `outbox` gateway: each email becomes an `.eml` file in a folder. It is
-//! the embedded default, so a demo needs no mail server.
+//! the embedded default, so a demo needs no mail server. Under `herald run`
+//! it also takes SMS, push and webhook notifications, as `.json` files.
 
 use std::path::{Path, PathBuf};
 
 use lettre::message::Mailbox;
 
-use super::{GatewaySetupError, PreparedEmail, SendError, parse_from};
+use super::{GatewaySetupError, Notification, PreparedEmail, SendContext, SendError, parse_from};
 use crate::clock;
 
 /// A folder that receives emails as files.
@@ -48,6 +49,46 @@ impl OutboxGateway {
             clock::now_ms(),
             email.message_id.trim_matches(['<', '>'])
         );
+        self.write(&stem, "eml", &email.bytes).await?;
+        Ok(email.message_id.clone())
+    }
+
+    /// Writes an SMS, push or webhook notification as
+    /// `<ms since epoch>-<delivery id>.<channel>.json` and returns the
+    /// delivery id as the provider id.
+    pub(super) async fn send_other(
+        &self,
+        notification: &Notification,
+        context: &SendContext,
+    ) -> Result<String, SendError> {
+        let body = match notification {
+            Notification::Email(_) => unreachable!("emails are written as .eml"),
+            Notification::Sms(sms) => serde_json::json!({
+                "to": sms.to, "from": sms.from, "body": sms.body,
+            }),
+            Notification::Push(push) => serde_json::json!({
+                "token": push.token, "title": push.title, "body": push.body,
+                "data": push
+                    .data
+                    .iter()
+                    .map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str())))
+                    .collect::<serde_json::Map<_, _>>(),
+            }),
+            Notification::Webhook(event) => serde_json::json!({
+                "webhook_id": context.stable_id, "type": event.event_type, "data": event.data,
+            }),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&body).expect("JSON values serialize");
+        bytes.push(b'\n');
+        let stem = format!("{}-{}", clock::now_ms(), context.delivery_id);
+        let extension = format!("{}.json", notification.channel());
+        self.write(&stem, &extension, &bytes).await?;
+        Ok(context.delivery_id.clone())
+    }
+
+    /// Writes `bytes` to `<stem>.<extension>`, complete or not at all: under
+    /// a temporary name first, then renamed.
+    async fn write(&self, stem: &str, extension: &str, bytes: &[u8]) -> Result<(), SendError> {
         let stem: String = stem
             .chars()
             .map(|character| match character {
@@ -56,9 +97,9 @@ impl OutboxGateway {
             })
             .collect();
         let temporary = self.path.join(format!(".{stem}.tmp"));
-        let final_path = self.path.join(format!("{stem}.eml"));
+        let final_path = self.path.join(format!("{stem}.{extension}"));
         let write = async {
-            tokio::fs::write(&temporary, &email.bytes).await?;
+            tokio::fs::write(&temporary, bytes).await?;
             tokio::fs::rename(&temporary, &final_path).await
         };
         write.await.map_err(|error| {
@@ -66,7 +107,6 @@ impl OutboxGateway {
                 "failed to write \"{}\": {error}",
                 final_path.display()
             ))
-        })?;
-        Ok(email.message_id.clone())
+        })
     }
 }

@@ -450,13 +450,21 @@ fn status_code(error: &lettre::transport::smtp::Error) -> Option<u16> {
 }
 
 /// Classifies an SMTP failure: 4xx replies and lost connections are
-/// transient, 5xx replies permanent.
+/// transient, 5xx replies permanent. A reply is quoted as the server sent
+/// it, code first, such as `550 5.1.1 no such user`.
 fn classify(error: lettre::transport::smtp::Error) -> SendError {
+    let reply = |code: u16| match std::error::Error::source(&error) {
+        Some(text) => format!("{code} {text}"),
+        None => code.to_string(),
+    };
     match status_code(&error) {
         Some(code) if (500..600).contains(&code) => {
-            SendError::Permanent(format!("smtp server rejected the message: {error}"))
+            SendError::Permanent(format!("smtp server rejected the message: {}", reply(code)))
         }
-        Some(_) => SendError::Transient(format!("smtp server deferred the message: {error}")),
+        Some(code) => SendError::Transient(format!(
+            "smtp server deferred the message: {}",
+            reply(code)
+        )),
         None if error.is_client() => SendError::Permanent(format!("smtp client error: {error}")),
         None => SendError::Transient(format!("smtp connection failed: {error}")),
     }

@@ -27,6 +27,8 @@ struct Inbox {
     arrived: Condvar,
     /// Addresses already failed once under `fail_once_prefix`.
     failed_once: Mutex<std::collections::HashSet<String>>,
+    /// Sessions that got as far as HELO or EHLO.
+    sessions: std::sync::atomic::AtomicUsize,
 }
 
 /// Options of a test SMTP server.
@@ -38,6 +40,9 @@ pub struct SmtpOptions {
     pub credentials: Option<(String, String)>,
     /// Reply to RCPT TO for addresses starting with this prefix.
     pub reject_prefix: Option<(String, u16)>,
+    /// Replies to RCPT TO given as prefix, code and text, such as
+    /// `("gone", 550, "5.1.1 no such user")`. The first matching prefix wins.
+    pub replies: Vec<(String, u16, String)>,
     /// Reply 451 to the first RCPT TO of each address starting with this
     /// prefix, and accept it after that.
     pub fail_once_prefix: Option<String>,
@@ -75,7 +80,22 @@ impl Handler for Collector {
         response::OK
     }
 
+    fn helo(&mut self, _ip: IpAddr, _domain: &str) -> Response {
+        self.inbox
+            .sessions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        response::OK
+    }
+
     fn rcpt(&mut self, to: &str) -> Response {
+        if let Some((_, code, text)) = self
+            .options
+            .replies
+            .iter()
+            .find(|(prefix, _, _)| to.starts_with(prefix.as_str()))
+        {
+            return Response::custom(*code, text.clone());
+        }
         if let Some((prefix, code)) = &self.options.reject_prefix
             && to.starts_with(prefix.as_str())
         {
@@ -151,6 +171,7 @@ impl SmtpServer {
                 tls: options.tls.clone(),
                 credentials: options.credentials.clone(),
                 reject_prefix: options.reject_prefix.clone(),
+                replies: options.replies.clone(),
                 fail_once_prefix: options.fail_once_prefix.clone(),
                 data_delay: options.data_delay,
             }),
@@ -202,6 +223,13 @@ impl SmtpServer {
     /// Returns how many messages arrived so far.
     pub fn count(&self) -> usize {
         self.inbox.messages.lock().unwrap().len()
+    }
+
+    /// Returns the number of sessions that said HELO or EHLO.
+    pub fn sessions(&self) -> usize {
+        self.inbox
+            .sessions
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits until at least `count` messages arrived, and returns them all.

@@ -1,9 +1,11 @@
 //! `herald:worker/gateway`: sending notifications through configured gateways.
 //!
-//! Before a send, the host looks the idempotency key up in the delivery log.
-//! A key already sent returns the earlier receipt and is logged as
-//! `duplicate-suppressed`. Otherwise the email goes out and its `sent` rows
-//! are committed at once.
+//! Every channel takes the same path. The host checks that the gateway
+//! delivers on the channel and that the notification is well formed, then
+//! looks the idempotency key up in the delivery log. A key already sent
+//! returns the earlier receipt and is logged as `duplicate-suppressed`.
+//! Otherwise the notification goes out and its `sent` rows are committed at
+//! once.
 
 use std::time::Duration;
 
@@ -12,13 +14,24 @@ use tracing::Instrument;
 
 use crate::audit::{DeliveryRecord, DeliveryStatus};
 use crate::clock;
-use crate::gateway::{OutgoingEmail, SendError, email};
+use crate::gateway::{
+    Channel, Notification, OutgoingEmail, Push, SendContext, SendError, Sms, WebhookEvent,
+};
 use crate::queue::new_id;
 use crate::runtime::bindings::gateway as wit;
+use crate::runtime::bindings::types::TemplateRef;
 use crate::runtime::state::{BatchScope, PendingDelivery, WorkerState};
 
-/// Channel name of email in the delivery log.
-const EMAIL: &str = "email";
+/// A send as the worker asked for it, before the host checks it.
+struct Request {
+    message_id: String,
+    gateway: String,
+    /// The notification, or the reason it is malformed, with the recipients
+    /// to log a malformed one against.
+    notification: Result<Notification, (SendError, Vec<String>)>,
+    idempotency_key: Option<String>,
+    template: Option<TemplateRef>,
+}
 
 impl wit::Host for WorkerState {
     async fn send_email(
@@ -27,16 +40,95 @@ impl wit::Host for WorkerState {
         gateway: String,
         email: wit::Email,
     ) -> Result<wit::Receipt, wit::SendError> {
+        let request = Request {
+            message_id,
+            gateway,
+            idempotency_key: email.idempotency_key.clone(),
+            template: email.template.clone(),
+            notification: Ok(Notification::Email(OutgoingEmail::from(email))),
+        };
+        self.send(request).await
+    }
+
+    async fn send_sms(
+        &mut self,
+        message_id: String,
+        gateway: String,
+        sms: wit::Sms,
+    ) -> Result<wit::Receipt, wit::SendError> {
+        let request = Request {
+            message_id,
+            gateway,
+            idempotency_key: sms.idempotency_key,
+            template: sms.template,
+            notification: Ok(Notification::Sms(Sms {
+                to: sms.to,
+                from: sms.from,
+                body: sms.body,
+            })),
+        };
+        self.send(request).await
+    }
+
+    async fn send_push(
+        &mut self,
+        message_id: String,
+        gateway: String,
+        push: wit::Push,
+    ) -> Result<wit::Receipt, wit::SendError> {
+        let request = Request {
+            message_id,
+            gateway,
+            idempotency_key: push.idempotency_key,
+            template: push.template,
+            notification: Ok(Notification::Push(Push {
+                token: push.token,
+                title: push.title,
+                body: push.body,
+                data: push.data,
+            })),
+        };
+        self.send(request).await
+    }
+
+    async fn send_webhook(
+        &mut self,
+        message_id: String,
+        gateway: String,
+        event: wit::WebhookEvent,
+    ) -> Result<wit::Receipt, wit::SendError> {
+        let notification = WebhookEvent::new(event.event_type.clone(), &event.data)
+            .map(Notification::Webhook)
+            .map_err(|error| (error, vec![event.event_type]));
+        let request = Request {
+            message_id,
+            gateway,
+            idempotency_key: event.idempotency_key,
+            template: None,
+            notification,
+        };
+        self.send(request).await
+    }
+}
+
+impl WorkerState {
+    /// Runs one send and keeps the time it took apart from the guest's own.
+    async fn send(&mut self, request: Request) -> Result<wit::Receipt, wit::SendError> {
+        let channel = match &request.notification {
+            Ok(notification) => notification.channel().as_str(),
+            Err(_) => Channel::Webhook.as_str(),
+        };
         let span = tracing::info_span!(
-            "herald.gateway.send_email",
+            "herald.gateway.send",
             worker = %self.scope.worker,
             version = self.scope.version,
-            message_id = %message_id,
-            gateway = %gateway,
+            message_id = %request.message_id,
+            gateway = %request.gateway,
+            channel,
         );
         let started = std::time::Instant::now();
         self.scope.gateway_call_started = Some(started);
-        let result = send_email(&mut self.scope, message_id, gateway, email)
+        let result = send(&mut self.scope, request)
             .instrument(span)
             .await
             .map_err(wit::SendError::from);
@@ -44,97 +136,86 @@ impl wit::Host for WorkerState {
         self.scope.gateway_time += started.elapsed();
         result
     }
-
-    async fn send_sms(
-        &mut self,
-        _message_id: String,
-        _gateway: String,
-        _sms: wit::Sms,
-    ) -> Result<wit::Receipt, wit::SendError> {
-        Err(wit::SendError::Permanent("sms is not supported yet".into()))
-    }
-
-    async fn send_push(
-        &mut self,
-        _message_id: String,
-        _gateway: String,
-        _push: wit::Push,
-    ) -> Result<wit::Receipt, wit::SendError> {
-        Err(wit::SendError::Permanent(
-            "push is not supported yet".into(),
-        ))
-    }
-
-    async fn send_webhook(
-        &mut self,
-        _message_id: String,
-        _gateway: String,
-        _event: wit::WebhookEvent,
-    ) -> Result<wit::Receipt, wit::SendError> {
-        Err(wit::SendError::Permanent(
-            "webhook is not supported yet".into(),
-        ))
-    }
 }
 
-async fn send_email(
-    scope: &mut BatchScope,
-    message_id: String,
-    gateway_name: String,
-    email: wit::Email,
-) -> Result<wit::Receipt, SendError> {
+async fn send(scope: &mut BatchScope, request: Request) -> Result<wit::Receipt, SendError> {
+    let Request {
+        message_id,
+        gateway: gateway_name,
+        notification,
+        idempotency_key,
+        template,
+    } = request;
     let Some(&attempt) = scope.attempts.get(&message_id) else {
         return Err(SendError::InvalidInput(format!(
             "message \"{message_id}\" is not in this batch; pass the id of the message being handled"
         )));
     };
-    let requested_key = email.idempotency_key.clone();
-    let outgoing = OutgoingEmail::from(email);
-    let row = |recipient: &str, key: &str, status: DeliveryStatus| DeliveryRecord {
+    let channel = match &notification {
+        Ok(notification) => notification.channel(),
+        Err(_) => Channel::Webhook,
+    };
+    let row = |gateway: &str, recipient: &str, key: &str, status: DeliveryStatus| DeliveryRecord {
         id: new_id(),
         message_id: message_id.clone(),
         worker: scope.worker.to_string(),
         worker_version: scope.version,
-        channel: EMAIL.to_owned(),
-        gateway: gateway_name.clone(),
+        channel: channel.as_str().to_owned(),
+        gateway: gateway.to_owned(),
         recipient: recipient.to_owned(),
         idempotency_key: key.to_owned(),
         status,
         provider_id: None,
         attempt,
         error: None,
+        template: template.as_ref().map(|template| template.name.clone()),
+        template_version: template.as_ref().map(|template| template.version),
         created_at: clock::now_ms(),
     };
-
-    let Some(gateway) = scope.services.gateways.get(&gateway_name) else {
-        let error = SendError::Permanent(format!(
-            "gateway \"{gateway_name}\" is not configured; configured gateways: {}",
-            scope.services.gateways.names().join(", ")
-        ));
+    // A notification the host refuses before any gateway sees it: logged as
+    // failed against each recipient it named, and never sent.
+    let mut reject = |error: SendError, recipients: &[String], key: &str| {
         tracing::info!(%error, "send rejected");
-        return Err(error);
+        for recipient in recipients {
+            let mut record = row(&gateway_name, recipient, key, DeliveryStatus::Failed);
+            record.error = Some(error.to_string());
+            scope.pending_deliveries.push(PendingDelivery {
+                record,
+                status_is_final: false,
+                gateway_contacted: false,
+            });
+        }
+        error
     };
 
-    let delivery_id = new_id();
-    let prepared = match email::prepare(&outgoing, gateway.default_from(), &delivery_id) {
-        Ok(prepared) => prepared,
+    let notification = match notification {
+        Ok(notification) => notification,
+        Err((error, recipients)) => {
+            let key = idempotency_key.unwrap_or_default();
+            return Err(reject(error, &recipients, &key));
+        }
+    };
+    let gateway = match scope.services.gateways.resolve(&gateway_name, channel) {
+        Ok(gateway) => gateway,
         Err(error) => {
             tracing::info!(%error, "send rejected");
-            let key = requested_key.unwrap_or_default();
-            let recipients = outgoing.to.iter().chain(&outgoing.cc).chain(&outgoing.bcc);
-            for recipient in recipients {
-                let mut record = row(recipient, &key, DeliveryStatus::Failed);
-                record.error = Some(error.to_string());
-                scope.pending_deliveries.push(PendingDelivery {
-                    record,
-                    status_is_final: false,
-                    gateway_contacted: false,
-                });
-            }
             return Err(error);
         }
     };
-    let key = requested_key.unwrap_or_else(|| derive_key(&message_id, EMAIL, &prepared.recipients));
+    let recipients = match gateway.recipients(&notification) {
+        Ok(recipients) => recipients,
+        Err(error) => {
+            let key = idempotency_key.unwrap_or_default();
+            return Err(reject(error, &claimed_recipients(&notification), &key));
+        }
+    };
+    let key = idempotency_key.unwrap_or_else(|| {
+        let targets = match &notification {
+            Notification::Webhook(event) => std::slice::from_ref(&event.event_type),
+            _ => recipients.as_slice(),
+        };
+        derive_key(&message_id, channel.as_str(), targets)
+    });
 
     // Held until the `sent` rows are committed, so a concurrent send of the
     // same key waits and then finds them.
@@ -153,8 +234,13 @@ async fn send_email(
         })?;
     if let Some(earlier) = earlier {
         tracing::info!(delivery = %earlier.delivery_id, "already sent, suppressing duplicate");
-        for recipient in &prepared.recipients {
-            let mut record = row(recipient, &key, DeliveryStatus::DuplicateSuppressed);
+        for recipient in &recipients {
+            let mut record = row(
+                &gateway_name,
+                recipient,
+                &key,
+                DeliveryStatus::DuplicateSuppressed,
+            );
             record.provider_id = Some(earlier.provider_id.clone());
             scope.pending_deliveries.push(PendingDelivery {
                 record,
@@ -170,18 +256,26 @@ async fn send_email(
         });
     }
 
-    match gateway.send_email(&prepared).await {
-        Ok(provider_id) => {
-            let records: Vec<DeliveryRecord> = prepared
-                .recipients
+    let context = SendContext {
+        delivery_id: new_id(),
+        stable_id: stable_id(&scope.worker, &key),
+    };
+    let delivery_id = context.delivery_id.clone();
+    match services
+        .gateways
+        .send(&gateway, &notification, &context)
+        .await
+    {
+        Ok(accepted) => {
+            let records: Vec<DeliveryRecord> = recipients
                 .iter()
                 .enumerate()
                 .map(|(index, recipient)| {
-                    let mut record = row(recipient, &key, DeliveryStatus::Sent);
+                    let mut record = row(&accepted.gateway, recipient, &key, DeliveryStatus::Sent);
                     if index == 0 {
                         record.id = delivery_id.clone();
                     }
-                    record.provider_id = Some(provider_id.clone());
+                    record.provider_id = Some(accepted.provider_id.clone());
                     record
                 })
                 .collect();
@@ -193,24 +287,29 @@ async fn send_email(
                     "sent rows already existed for this key and recipient; another process may \
                      have sent the same key"
                 ),
-                // The email went out but the log does not show it, so a retry
-                // of this message could send it again.
+                // The notification went out but the log does not show it, so
+                // a retry of this message could send it again.
                 Err(error) => {
-                    tracing::error!(delivery = %delivery_id, %error, "failed to record a sent email")
+                    tracing::error!(delivery = %delivery_id, %error, "failed to record a sent notification")
                 }
             }
-            tracing::debug!(delivery = %delivery_id, provider_id = %provider_id, "sent");
+            tracing::debug!(
+                delivery = %delivery_id,
+                provider_id = %accepted.provider_id,
+                via = %accepted.gateway,
+                "sent"
+            );
             Ok(wit::Receipt {
                 delivery_id,
-                gateway: gateway_name,
-                provider_id,
+                gateway: accepted.gateway,
+                provider_id: accepted.provider_id,
                 duplicate: false,
             })
         }
         Err(error) => {
             tracing::info!(delivery = %delivery_id, %error, "send failed");
-            for recipient in &prepared.recipients {
-                let mut record = row(recipient, &key, DeliveryStatus::Failed);
+            for recipient in &recipients {
+                let mut record = row(&gateway_name, recipient, &key, DeliveryStatus::Failed);
                 record.error = Some(error.to_string());
                 scope.pending_deliveries.push(PendingDelivery {
                     record,
@@ -221,6 +320,33 @@ async fn send_email(
             Err(error)
         }
     }
+}
+
+/// Returns the recipients a malformed notification named, for its failed
+/// rows.
+fn claimed_recipients(notification: &Notification) -> Vec<String> {
+    match notification {
+        Notification::Email(email) => email
+            .to
+            .iter()
+            .chain(&email.cc)
+            .chain(&email.bcc)
+            .cloned()
+            .collect(),
+        Notification::Sms(sms) => vec![sms.to.clone()],
+        Notification::Push(push) => vec![push.token.clone()],
+        Notification::Webhook(event) => vec![event.event_type.clone()],
+    }
+}
+
+/// Returns an id that is the same on every attempt of one send, such as the
+/// `webhook-id` a receiver deduplicates on.
+fn stable_id(worker: &str, key: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(worker.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(key.as_bytes());
+    format!("msg_{}", &hex::encode(hasher.finalize())[..32])
 }
 
 /// Derives the default idempotency key of a send from the message id, the
