@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod email;
 mod faults;
+mod gateway_limits;
 mod reservation;
 mod retries;
 mod smtp_replies;
