@@ -18,6 +18,37 @@ pub fn welcome_email() -> Vec<u8> {
     read(&build("sample-workers/Cargo.toml").join("welcome_email.wasm"))
 }
 
+/// Returns the bytes of `sample-workers/sms-alert`, which texts an alert
+/// through the gateway `sms`.
+pub fn sms_alert() -> Vec<u8> {
+    read(&build("sample-workers/Cargo.toml").join("sms_alert.wasm"))
+}
+
+/// Returns the bytes of `sample-workers/push-notify`, which sends a push
+/// notification through the gateway `push`.
+pub fn push_notify() -> Vec<u8> {
+    read(&build("sample-workers/Cargo.toml").join("push_notify.wasm"))
+}
+
+/// Returns the bytes of `sample-workers/webhook-relay`, which relays an
+/// event through the gateway `webhook`.
+pub fn webhook_relay() -> Vec<u8> {
+    read(&build("sample-workers/Cargo.toml").join("webhook_relay.wasm"))
+}
+
+/// Returns the bytes of `sample-workers/daily-digest`, which emails each
+/// user a digest through the gateway `email`, rendered from the stored
+/// template `daily-digest`.
+pub fn daily_digest() -> Vec<u8> {
+    read(&build("sample-workers/Cargo.toml").join("daily_digest.wasm"))
+}
+
+/// Returns the body of `PUT /v1/templates/daily-digest` that
+/// [`daily_digest`] renders: `sample-workers/daily-digest/template.json`.
+pub fn daily_digest_template() -> Vec<u8> {
+    read(&repo_root().join("sample-workers/daily-digest/template.json"))
+}
+
 /// Returns the bytes of `tests/workers/test-worker`, whose behaviour each
 /// payload picks with its `action` field.
 pub fn test_worker() -> Vec<u8> {
