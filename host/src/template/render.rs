@@ -1,11 +1,15 @@
-//! Template rendering for workers, with MiniJinja syntax.
+//! Rendering one template source with a JSON context: the shared MiniJinja
+//! environments, their limits, the escaping of values and the error text.
 //!
 //! Templates come from untrusted workers, so each render runs with a fuel
 //! budget (a loop over a huge range fails instead of hanging a runtime
-//! thread) and a recursion limit. Undefined variables render as errors,
-//! except in `if` tests, so a missing name never produces "Hello ,".
+//! thread) and a recursion limit.
 
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use std::sync::LazyLock;
+
+use minijinja::{AutoEscape, Environment, Template, UndefinedBehavior, Value};
+
+use super::{filters, undefined};
 
 /// Instruction budget of one render. A template that loops over its context
 /// uses a few units per iteration, so this allows loops over tens of
@@ -38,8 +42,29 @@ pub enum RenderError {
     RenderFailed(String),
 }
 
+/// A template source that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// Line of the error, counting from 1, when MiniJinja reports it.
+    pub line: Option<usize>,
+    /// Reason, without the line.
+    pub reason: String,
+}
+
+/// Environment for values inserted as they are.
+static PLAIN: LazyLock<Environment<'static>> = LazyLock::new(|| environment(Escape::None));
+
+/// Environment that escapes values for HTML.
+static HTML: LazyLock<Environment<'static>> = LazyLock::new(|| environment(Escape::Html));
+
 /// Renders template source with a context given as JSON text.
 pub fn render(source: &str, context_json: &str, escape: Escape) -> Result<String, RenderError> {
+    let context = parse_context(context_json)?;
+    render_value(source, &context, escape)
+}
+
+/// Parses a render context, which must be a JSON object.
+pub(super) fn parse_context(context_json: &str) -> Result<Value, RenderError> {
     let context: serde_json::Value = serde_json::from_str(context_json).map_err(|error| {
         RenderError::InvalidContext(format!("context is not valid JSON: {error}"))
     })?;
@@ -49,10 +74,48 @@ pub fn render(source: &str, context_json: &str, escape: Escape) -> Result<String
             json_kind(&context)
         )));
     }
+    Ok(Value::from_serialize(&context))
+}
 
+/// Renders template source with a context parsed by [`parse_context`].
+pub(super) fn render_value(
+    source: &str,
+    context: &Value,
+    escape: Escape,
+) -> Result<String, RenderError> {
+    let environment = match escape {
+        Escape::None => &*PLAIN,
+        Escape::Html => &*HTML,
+    };
+    let template = environment
+        .template_from_str(source)
+        .map_err(|error| RenderError::InvalidTemplate(describe(&error)))?;
+    template
+        .render(context)
+        .map_err(|error| render_failed(environment, &template, context, &error))
+}
+
+/// Compiles `source` without rendering it, to reject a template that does
+/// not parse before it is stored.
+pub fn check_syntax(source: &str) -> Result<(), SyntaxError> {
+    match PLAIN.template_from_str(source) {
+        Ok(_) => Ok(()),
+        Err(error) => Err(SyntaxError {
+            line: error.line(),
+            reason: describe_without_line(&error),
+        }),
+    }
+}
+
+/// Creates an environment with the limits, filters and undefined behaviour
+/// of every render, escaping values with `escape`.
+fn environment(escape: Escape) -> Environment<'static> {
     let mut environment = Environment::new();
     environment.set_fuel(Some(FUEL));
     environment.set_recursion_limit(RECURSION_LIMIT);
+    // Printing, iterating, filtering or reading an attribute of an undefined
+    // value fails. Only a truth test (`{% if coupon %}`) treats it as false,
+    // so an optional field can be left out of the context.
     environment.set_undefined_behavior(UndefinedBehavior::SemiStrict);
     environment.set_auto_escape_callback(move |_| match escape {
         Escape::None => AutoEscape::None,
@@ -71,12 +134,23 @@ pub fn render(source: &str, context_json: &str, escape: Escape) -> Result<String
             minijinja::escape_formatter(output, state, value)
         }
     });
+    filters::register(&mut environment);
     environment
-        .render_str(source, context)
-        .map_err(|error| match error.kind() {
-            ErrorKind::SyntaxError => RenderError::InvalidTemplate(describe(&error)),
-            _ => RenderError::RenderFailed(describe(&error)),
-        })
+}
+
+/// Converts a failed render into [`RenderError::RenderFailed`], naming the
+/// undefined variables behind an undefined-value error.
+fn render_failed(
+    environment: &Environment<'_>,
+    template: &Template<'_, '_>,
+    context: &Value,
+    error: &minijinja::Error,
+) -> RenderError {
+    let message = match undefined::describe(environment, template, context, error) {
+        Some(message) => message,
+        None => describe(error),
+    };
+    RenderError::RenderFailed(message)
 }
 
 /// Escapes `<`, `>`, `&`, `"` and `'` as HTML entities.
@@ -95,14 +169,25 @@ fn escape_html(text: &str) -> String {
     escaped
 }
 
+/// Describes `error` as its kind, detail and cause, then the line.
 fn describe(error: &minijinja::Error) -> String {
+    let mut text = describe_without_line(error);
+    if let Some(line) = error.line() {
+        text.push_str(&format!(" (line {line})"));
+    }
+    text
+}
+
+/// Describes `error` as its kind, its detail and the error that caused it,
+/// such as the reason a date format string is invalid.
+fn describe_without_line(error: &minijinja::Error) -> String {
     let mut text = error.kind().to_string();
     if let Some(detail) = error.detail() {
         text.push_str(": ");
         text.push_str(detail);
     }
-    if let Some(line) = error.line() {
-        text.push_str(&format!(" (line {line})"));
+    if let Some(cause) = std::error::Error::source(error) {
+        text.push_str(&format!(" ({cause})"));
     }
     text
 }
@@ -165,12 +250,33 @@ mod tests {
     }
 
     #[test]
+    fn name_with_quotes_and_markup() {
+        let context = r#"{"name": "O'Brien \"Bo\" <x&y>"}"#;
+
+        let text = render("Hi {{ name }}", context, Escape::None).unwrap();
+        assert_eq!(text, r#"Hi O'Brien "Bo" <x&y>"#);
+
+        let html = render("<p>Hi {{ name }}</p>", context, Escape::Html).unwrap();
+        assert_eq!(html, "<p>Hi O&#39;Brien &quot;Bo&quot; &lt;x&amp;y&gt;</p>");
+    }
+
+    #[test]
     fn syntax_error_names_line() {
         let error = render("line one\n{{ name ", "{}", Escape::None).unwrap_err();
         let RenderError::InvalidTemplate(message) = error else {
             panic!("expected invalid-template, got {error:?}");
         };
         assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn check_syntax_returns_line_and_reason() {
+        assert_eq!(check_syntax("Hello {{ name }}"), Ok(()));
+
+        let error = check_syntax("line one\nline two {% if x %}").unwrap_err();
+        assert_eq!(error.line, Some(2));
+        assert!(error.reason.starts_with("syntax error"), "{}", error.reason);
+        assert!(!error.reason.contains("line"), "{}", error.reason);
     }
 
     #[test]
