@@ -16,6 +16,12 @@
 
 mod filters;
 mod render;
+mod store;
 mod undefined;
 
 pub use render::{Escape, RenderError, SyntaxError, check_syntax, render};
+pub use store::{
+    InvalidName, InvalidPart, MAX_NAME_LENGTH, Part, Put, PutError, RenderStoredError,
+    RenderedTemplate, StoredTemplate, TemplateParts, TemplateStore, TemplateSummary, validate_name,
+    validate_parts,
+};
