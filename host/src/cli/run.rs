@@ -18,6 +18,7 @@ use crate::gateway::outbox::OutboxGateway;
 use crate::queue::{DeadLetterPolicy, MessageState, NewMessage, Queue, ReserveParams};
 use crate::runtime::{HostServices, Runtime};
 use crate::store::Db;
+use crate::template::TemplateStore;
 use crate::workers;
 
 use super::printable;
@@ -62,13 +63,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let db = Db::open_in_memory()?;
     let queue = Queue::new(db.clone(), Duration::from_secs(60));
-    let audit = AuditLog::new(db);
+    let audit = AuditLog::new(db.clone());
     let outbox = OutboxGateway::new("outbox", args.outbox.clone(), "Herald <noreply@localhost>")?;
     let services = Arc::new(HostServices {
         gateways: Gateways::catch_all_outbox(outbox),
         audit: audit.clone(),
         queue: queue.clone(),
         send_locks: Default::default(),
+        // NOTE: the in-memory store starts empty, so a worker that renders a
+        // stored template gets not-found under `herald run`.
+        templates: TemplateStore::new(db),
     });
 
     let now = clock::now_ms();

@@ -10,6 +10,11 @@ wasmtime::component::bindgen!({
         "herald:worker/gateway": async,
         "herald:worker/queue": async,
         "herald:worker/audit": async,
+        // Rendering a stored template reads it from the database first. A
+        // failed read is a host fault, so it traps instead of returning a
+        // template error that the worker would take as its own mistake.
+        // Rendering a template string does no I/O and stays synchronous.
+        "herald:worker/template.render-stored": async | trappable,
     },
     // Batches run on tokio, interleaved at every host call and epoch tick.
     exports: { default: async },

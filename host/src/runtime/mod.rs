@@ -33,6 +33,7 @@ use crate::audit::AuditLog;
 use crate::config::RuntimeConfig;
 use crate::gateway::Gateways;
 use crate::queue::{Queue, ReservedMessage};
+use crate::template::TemplateStore;
 use bindings::{NotificationWorker, NotificationWorkerPre};
 use output::CapturedOutput;
 pub use state::{BatchScope, PendingDelivery};
@@ -56,6 +57,8 @@ pub struct HostServices {
     pub queue: Queue,
     /// Locks that let one send per worker and idempotency key run at a time.
     pub send_locks: KeyLocks,
+    /// Stored templates, for the `template` import.
+    pub templates: TemplateStore,
 }
 
 /// Named async locks, created on first use and dropped when unused.

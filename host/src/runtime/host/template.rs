@@ -1,8 +1,17 @@
-//! `herald:worker/template`: rendering template strings.
+//! `herald:worker/template`: rendering template strings and stored
+//! templates.
+//!
+//! A failed render is an error the worker handles. A database failure while
+//! reading a stored template is a host fault instead, so it traps the batch,
+//! which is then retried, rather than telling the worker that its template
+//! is wrong.
+
+use tracing::Instrument;
 
 use crate::runtime::bindings::template as wit;
+use crate::runtime::bindings::types::TemplateRef;
 use crate::runtime::state::WorkerState;
-use crate::template::{self, Escape, RenderError};
+use crate::template::{self, Escape, RenderError, RenderStoredError, RenderedTemplate};
 
 impl wit::Host for WorkerState {
     fn render(
@@ -21,12 +30,32 @@ impl wit::Host for WorkerState {
         })
     }
 
-    fn render_stored(
+    async fn render_stored(
         &mut self,
         name: String,
-        _context: String,
-    ) -> Result<wit::Rendered, wit::TemplateError> {
-        Err(wit::TemplateError::NotFound(name))
+        context: String,
+    ) -> wasmtime::Result<Result<wit::Rendered, wit::TemplateError>> {
+        let scope = &self.scope;
+        let span = tracing::info_span!(
+            "herald.template.render_stored",
+            worker = %scope.worker,
+            version = scope.version,
+            template = %name,
+        );
+        let templates = &scope.services.templates;
+        match templates.render(name, &context).instrument(span).await {
+            Ok(rendered) => Ok(Ok(wit::Rendered::from(rendered))),
+            Err(RenderStoredError::Store(error)) => {
+                tracing::error!(worker = %scope.worker, %error, "failed to read a stored template");
+                Err(wasmtime::Error::msg(format!(
+                    "failed to read a stored template: {error}"
+                )))
+            }
+            Err(error) => {
+                tracing::info!(worker = %scope.worker, %error, "stored template render failed");
+                Ok(Err(wit::TemplateError::from(error)))
+            }
+        }
     }
 }
 
@@ -36,6 +65,34 @@ impl From<RenderError> for wit::TemplateError {
             RenderError::InvalidTemplate(message) => Self::InvalidTemplate(message),
             RenderError::InvalidContext(message) => Self::InvalidContext(message),
             RenderError::RenderFailed(message) => Self::RenderFailed(message),
+        }
+    }
+}
+
+impl From<RenderStoredError> for wit::TemplateError {
+    fn from(error: RenderStoredError) -> Self {
+        let message = error.to_string();
+        match error {
+            RenderStoredError::NotFound(_) => Self::NotFound(message),
+            RenderStoredError::InvalidContext(_) => Self::InvalidContext(message),
+            RenderStoredError::InvalidTemplate { .. } => Self::InvalidTemplate(message),
+            RenderStoredError::RenderFailed { .. } | RenderStoredError::Store(_) => {
+                Self::RenderFailed(message)
+            }
+        }
+    }
+}
+
+impl From<RenderedTemplate> for wit::Rendered {
+    fn from(rendered: RenderedTemplate) -> Self {
+        Self {
+            template: TemplateRef {
+                name: rendered.name,
+                version: rendered.version,
+            },
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
         }
     }
 }
