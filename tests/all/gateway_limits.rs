@@ -167,7 +167,7 @@ async fn rate_limit_spaces_sends() {
     let report = gateway(&herald, "email").await;
     assert_eq!(report["rate"], "5/s", "{report}");
 
-    // The bucket holds five tokens, so fifteen sends need at least two more
+    // The bucket contains five tokens, so fifteen sends need at least two more
     // seconds of refill.
     let started = Instant::now();
     let payload = json!({

@@ -74,7 +74,10 @@ async fn reply_421_is_retried_and_keeps_the_reply() {
     assert_eq!(message["attempts"], 2, "a 421 was not retried: {message}");
     let mut rows = herald.deliveries("recipient=busy@example.com").await;
     rows.reverse();
-    let statuses: Vec<&str> = rows.iter().map(|row| row["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = rows
+        .iter()
+        .map(|row| row["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["retrying", "dead"], "{rows:?}");
     for row in &rows {
         let error = row["error"].as_str().unwrap();
@@ -129,7 +132,9 @@ async fn internationalized_domain_goes_out_in_ascii() {
     assert_eq!(received[0].to, ["ada@xn--bcher-kva.example"]);
     let data = String::from_utf8_lossy(&received[0].data);
     assert!(data.contains("ada@xn--bcher-kva.example"), "{data}");
-    let rows = herald.deliveries("recipient=ada@xn--bcher-kva.example").await;
+    let rows = herald
+        .deliveries("recipient=ada@xn--bcher-kva.example")
+        .await;
     assert_eq!(rows.len(), 1, "{rows:?}");
 }
 

@@ -23,7 +23,7 @@ const LIMIT_KEYS: &[&str] = &[
     "fallback",
 ];
 
-/// Longest request timeout an HTTP gateway accepts, in seconds.
+/// Maximum request timeout of an HTTP gateway, in seconds.
 const MAX_TIMEOUT_SECS: u64 = 300;
 
 /// One configured gateway.
@@ -514,6 +514,9 @@ mod tests {
             "[gateways.hook]\nkind = \"webhook\"\nbase_url = \"ftp://x\"\nsecret_env = \"S\"",
         )
         .unwrap_err();
-        assert!(error.to_string().contains("gateways.hook.base_url"), "{error}");
+        assert!(
+            error.to_string().contains("gateways.hook.base_url"),
+            "{error}"
+        );
     }
 }

@@ -2,9 +2,9 @@
 //! stops calling the provider for a cool-down, so a provider that is down
 //! costs each send a fast failure instead of a timeout.
 //!
-//! States: closed (calls go through), open (calls fail fast until the
-//! cool-down ends) and half-open (one probe call goes through; its result
-//! closes or reopens the circuit). A probe that never reports back, because
+//! A closed circuit lets calls through. An open one fails them fast until
+//! the cool-down ends. Then it is half-open: one probe call goes through,
+//! and its result closes or reopens the circuit. A probe that never reports back, because
 //! its send was cancelled, lets the next probe through after another
 //! cool-down.
 
@@ -102,7 +102,7 @@ impl CircuitBreaker {
 
     /// Records the result of an admitted call. Transient and rate-limited
     /// failures count against the provider. A success, a permanent rejection
-    /// and invalid input all show that the provider answers, so they close
+    /// and invalid input all show that the provider responds, so they close
     /// the circuit.
     pub fn record(&self, result: &Result<String, SendError>) {
         let failed = matches!(
@@ -112,7 +112,7 @@ impl CircuitBreaker {
         let mut state = self.lock();
         if !failed {
             if state.phase != Phase::Closed {
-                tracing::info!(gateway = %self.gateway, "circuit closed, the provider answers again");
+                tracing::info!(gateway = %self.gateway, "circuit closed, the provider responds again");
             }
             state.phase = Phase::Closed;
             state.consecutive_failures = 0;
@@ -150,8 +150,7 @@ impl CircuitBreaker {
             },
             consecutive_failures: state.consecutive_failures,
             threshold: self.threshold,
-            open_until: (phase != Phase::Closed)
-                .then(|| crate::clock::to_rfc3339(state.until_ms)),
+            open_until: (phase != Phase::Closed).then(|| crate::clock::to_rfc3339(state.until_ms)),
         }
     }
 
@@ -204,7 +203,7 @@ mod tests {
     }
 
     #[test]
-    fn half_open_admits_one_probe_and_its_result_decides() {
+    fn half_open_admits_one_probe() {
         let breaker = CircuitBreaker::new("g", 1, Duration::from_millis(20));
         breaker.record(&transient());
         assert!(matches!(breaker.admit(), Admission::Rejected(_)));

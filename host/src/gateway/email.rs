@@ -235,7 +235,10 @@ struct PreparedFields {
 impl Default for PreparedFields {
     fn default() -> Self {
         Self {
-            from: Mailbox::new(None, Address::new("unset", "localhost").expect("valid address")),
+            from: Mailbox::new(
+                None,
+                Address::new("unset", "localhost").expect("valid address"),
+            ),
             to: Vec::new(),
             cc: Vec::new(),
             bcc: Vec::new(),

@@ -1,7 +1,7 @@
 //! The rate and concurrency limits of one gateway, shared by every worker on
 //! the node.
 //!
-//! The rate is a token bucket that holds one second's worth of sends (at
+//! The rate is a token bucket that contains one second's worth of sends (at
 //! least one), refilled continuously. A send that finds the bucket empty
 //! takes a token on credit and sleeps until that token would have arrived,
 //! so waiting sends go out in the order they asked and never spin.

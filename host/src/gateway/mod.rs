@@ -254,7 +254,9 @@ impl Gateway {
     pub fn recipients(&self, notification: &Notification) -> Result<Vec<String>, SendError> {
         match notification {
             Notification::Email(email) => {
-                let from = self.default_from().ok_or_else(|| self.wrong_channel(Channel::Email))?;
+                let from = self
+                    .default_from()
+                    .ok_or_else(|| self.wrong_channel(Channel::Email))?;
                 Ok(email::prepare(email, from, "check")?.recipients)
             }
             Notification::Sms(sms) => {
@@ -455,7 +457,10 @@ impl Gateways {
 
     /// Returns every configured gateway's state.
     pub fn reports(&self) -> Vec<GatewayReport> {
-        self.by_name.values().map(|gateway| gateway.report()).collect()
+        self.by_name
+            .values()
+            .map(|gateway| gateway.report())
+            .collect()
     }
 
     /// Returns the configured names, for error messages.

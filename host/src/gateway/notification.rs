@@ -1,22 +1,22 @@
 //! The channels and what a worker sends on each: the SMS, push and webhook
-//! notifications, and the checks they pass before any gateway sees them.
+//! notifications, and the checks they pass before any gateway receives them.
 //! Email has its own module, [`super::email`], because it is formatted too.
 
 use std::fmt;
 
 use super::SendError;
 
-/// Longest SMS body accepted, in characters. Providers split long texts into
+/// Maximum length of an SMS body, in characters. Providers split long texts into
 /// segments and refuse beyond about ten of them.
 const SMS_MAX_CHARS: usize = 1_600;
 
 /// Largest push data, in bytes of keys and values together.
 const PUSH_DATA_MAX_BYTES: usize = 4_096;
 
-/// Longest device token accepted, in bytes.
+/// Maximum length of a device token, in bytes.
 const PUSH_TOKEN_MAX_BYTES: usize = 4_096;
 
-/// Longest webhook event type accepted, in bytes.
+/// Maximum length of a webhook event type, in bytes.
 const EVENT_TYPE_MAX_BYTES: usize = 256;
 
 /// A delivery channel. Each gateway kind delivers on exactly one.

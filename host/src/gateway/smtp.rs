@@ -461,10 +461,9 @@ fn classify(error: lettre::transport::smtp::Error) -> SendError {
         Some(code) if (500..600).contains(&code) => {
             SendError::Permanent(format!("smtp server rejected the message: {}", reply(code)))
         }
-        Some(code) => SendError::Transient(format!(
-            "smtp server deferred the message: {}",
-            reply(code)
-        )),
+        Some(code) => {
+            SendError::Transient(format!("smtp server deferred the message: {}", reply(code)))
+        }
         None if error.is_client() => SendError::Permanent(format!("smtp client error: {error}")),
         None => SendError::Transient(format!("smtp connection failed: {error}")),
     }
