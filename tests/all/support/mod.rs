@@ -3,6 +3,7 @@
 
 pub mod herald;
 pub mod mail;
+pub mod providers;
 pub mod smtp;
 pub mod workers;
 
