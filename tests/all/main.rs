@@ -12,6 +12,7 @@ mod crash;
 mod email;
 mod faults;
 mod gateway_limits;
+mod providers;
 mod reservation;
 mod retries;
 mod smtp_replies;
