@@ -17,4 +17,5 @@ mod reservation;
 mod retries;
 mod smtp_replies;
 mod smtp_tls;
+mod templates;
 mod upload;
