@@ -15,6 +15,7 @@ mod gateway_limits;
 mod providers;
 mod reservation;
 mod retries;
+mod samples;
 mod smtp_replies;
 mod smtp_tls;
 mod templates;
