@@ -42,20 +42,22 @@ impl wit::Host for WorkerState {
             version = scope.version,
             template = %name,
         );
-        let templates = &scope.services.templates;
-        match templates.render(name, &context).instrument(span).await {
-            Ok(rendered) => Ok(Ok(wit::Rendered::from(rendered))),
-            Err(RenderStoredError::Store(error)) => {
-                tracing::error!(worker = %scope.worker, %error, "failed to read a stored template");
-                Err(wasmtime::Error::msg(format!(
-                    "failed to read a stored template: {error}"
-                )))
+        let render = async {
+            match scope.services.templates.render(name, &context).await {
+                Ok(rendered) => Ok(Ok(wit::Rendered::from(rendered))),
+                Err(RenderStoredError::Store(error)) => {
+                    tracing::error!(%error, "failed to read a stored template");
+                    Err(wasmtime::Error::msg(format!(
+                        "failed to read a stored template: {error}"
+                    )))
+                }
+                Err(error) => {
+                    tracing::info!(%error, "stored template render failed");
+                    Ok(Err(wit::TemplateError::from(error)))
+                }
             }
-            Err(error) => {
-                tracing::info!(worker = %scope.worker, %error, "stored template render failed");
-                Ok(Err(wit::TemplateError::from(error)))
-            }
-        }
+        };
+        render.instrument(span).await
     }
 }
 
