@@ -231,3 +231,101 @@ async fn second_server_on_same_address_touches_nothing() {
         );
     }
 }
+
+#[test]
+fn run_renders_stored_template_and_writes_other_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = dir.path().join("daily_digest.wasm");
+    std::fs::write(&digest, workers::daily_digest()).unwrap();
+    let sms = dir.path().join("sms_alert.wasm");
+    std::fs::write(&sms, workers::sms_alert()).unwrap();
+    let template = dir.path().join("template.json");
+    std::fs::write(&template, workers::daily_digest_template()).unwrap();
+    let digest_payload = write_file(
+        dir.path(),
+        "digest.json",
+        r#"{"date": "2026-12-04", "users": [
+            {"email": "ada@example.com", "name": "Ada",
+             "items": [{"title": "Release 1.2", "url": "https://example.com/r"}]}]}"#,
+    );
+    let sms_payload = write_file(
+        dir.path(),
+        "sms.json",
+        r#"{"phone": "+14155550123", "text": "db-1: disk 91% full"}"#,
+    );
+
+    let run = |worker: &std::path::Path, payload: &std::path::Path, extra: &[String]| {
+        let output = Command::new(HERALD)
+            .arg("run")
+            .arg(worker)
+            .arg("--payload")
+            .arg(payload)
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "stdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        stdout
+    };
+    let template_arg = format!("daily-digest={}", template.display());
+    let stdout = run(
+        &digest,
+        &digest_payload,
+        &["--template".into(), template_arg],
+    );
+    assert!(stdout.contains("completed"), "{stdout}");
+    let stdout = run(&sms, &sms_payload, &[]);
+    assert!(stdout.contains("completed"), "{stdout}");
+
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("herald-outbox"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let eml = names.iter().find(|name| name.ends_with(".eml")).unwrap();
+    let email = mail::parse(&std::fs::read(dir.path().join("herald-outbox").join(eml)).unwrap());
+    assert_eq!(email.subject, "Your digest for 2026-12-04: 1 new item");
+    let sms_file = names
+        .iter()
+        .find(|name| name.ends_with(".sms.json"))
+        .unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("herald-outbox").join(sms_file)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sent["to"], "+14155550123");
+    assert_eq!(sent["body"], "db-1: disk 91% full");
+}
+
+#[test]
+fn run_rejects_malformed_template_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = dir.path().join("daily_digest.wasm");
+    std::fs::write(&worker, workers::daily_digest()).unwrap();
+    let payload = write_file(
+        dir.path(),
+        "payload.json",
+        r#"{"date": "2026-12-04", "users": []}"#,
+    );
+
+    let output = Command::new(HERALD)
+        .args(["run"])
+        .arg(&worker)
+        .arg("--payload")
+        .arg(&payload)
+        .args(["--template", "daily-digest"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("NAME=FILE"), "{stderr}");
+}

@@ -54,6 +54,10 @@ enum Command {
         /// the file name without extension.
         #[arg(long)]
         name: Option<String>,
+        /// Stored template for the run, as NAME=FILE where FILE holds the
+        /// JSON body of PUT /v1/templates/NAME. Repeat for several.
+        #[arg(long = "template", value_name = "NAME=FILE")]
+        templates: Vec<String>,
     },
     /// Uploads a component as the next version of a worker.
     Deploy {
@@ -138,6 +142,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             outbox,
             config,
             name,
+            templates,
         } => {
             let config = match config {
                 Some(path) => Config::load(&path)?,
@@ -149,6 +154,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 outbox,
                 config,
                 name,
+                templates,
             })
             .await
         }

@@ -30,6 +30,32 @@ pub struct RunArgs {
     pub outbox: PathBuf,
     pub config: Config,
     pub name: Option<String>,
+    /// Templates to store before the run, as `NAME=FILE`.
+    pub templates: Vec<String>,
+}
+
+/// Stores the template that `spec`, `NAME=FILE`, names.
+async fn load_template(templates: &TemplateStore, spec: &str) -> anyhow::Result<()> {
+    let Some((name, path)) = spec.split_once('=') else {
+        anyhow::bail!(
+            "invalid --template \"{spec}\"; write NAME=FILE, such as \
+             daily-digest=sample-workers/daily-digest/template.json"
+        );
+    };
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .with_context(|| format!("failed to read template file \"{path}\""))?;
+    let parts = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "template file \"{path}\" is not a JSON object with \"subject\", \"text\" \
+             and \"html\" strings"
+        )
+    })?;
+    templates
+        .put(name.to_owned(), parts)
+        .await
+        .with_context(|| format!("invalid template \"{name}\" in \"{path}\""))?;
+    Ok(())
 }
 
 /// Runs the batch, prints each message's outcome and delivery, and returns
@@ -65,14 +91,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let queue = Queue::new(db.clone(), Duration::from_secs(60));
     let audit = AuditLog::new(db.clone());
     let outbox = OutboxGateway::new("outbox", args.outbox.clone(), "Herald <noreply@localhost>")?;
+    let templates = TemplateStore::new(db);
+    for spec in &args.templates {
+        load_template(&templates, spec).await?;
+    }
     let services = Arc::new(HostServices {
         gateways: Gateways::catch_all_outbox(outbox),
         audit: audit.clone(),
         queue: queue.clone(),
         send_locks: Default::default(),
-        // NOTE: the in-memory store starts empty, so a worker that renders a
-        // stored template gets not-found under `herald run`.
-        templates: TemplateStore::new(db),
+        templates,
     });
 
     let now = clock::now_ms();

@@ -266,7 +266,13 @@ async fn send(scope: &mut BatchScope, request: Request) -> Result<wit::Receipt, 
         .send(&gateway, &notification, &context)
         .await
     {
-        Ok(accepted) => {
+        Ok(mut accepted) => {
+            // The receipt names the gateway the worker asked for, unless its
+            // fallback took the send. Under `herald run` every name resolves
+            // to one outbox, which still reports the name asked for.
+            if accepted.gateway == gateway.name() {
+                accepted.gateway = gateway_name.clone();
+            }
             let records: Vec<DeliveryRecord> = recipients
                 .iter()
                 .enumerate()
