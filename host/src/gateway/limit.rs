@@ -62,11 +62,41 @@ impl RateLimiter {
         }
     }
 
-    /// Waits for a token.
-    pub async fn acquire(&self) {
+    /// Waits for a token when one comes within `max_wait`. A longer wait
+    /// returns the token and `Err` with the wait, so the caller can retry
+    /// later instead of holding a worker past its deadline. A wait cut short,
+    /// because the send was cancelled, returns its token too.
+    pub async fn acquire(&self, max_wait: Duration) -> Result<(), Duration> {
         let wait = self.reserve();
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        if wait.is_zero() {
+            return Ok(());
+        }
+        if wait > max_wait {
+            self.give_back();
+            return Err(wait);
+        }
+        let mut refund = Refund(Some(self));
+        tokio::time::sleep(wait).await;
+        refund.0 = None;
+        Ok(())
+    }
+
+    fn give_back(&self) {
+        let mut bucket = self
+            .bucket
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        bucket.tokens = (bucket.tokens + 1.0).min(self.capacity);
+    }
+}
+
+/// Returns a reserved token when dropped while still armed.
+struct Refund<'a>(Option<&'a RateLimiter>);
+
+impl Drop for Refund<'_> {
+    fn drop(&mut self) {
+        if let Some(limiter) = self.0 {
+            limiter.give_back();
         }
     }
 }
@@ -128,6 +158,30 @@ mod tests {
         let limiter = RateLimiter::new(Rate::parse("60/m").unwrap());
         assert_eq!(limiter.reserve(), Duration::ZERO);
         assert!(limiter.reserve() > Duration::from_millis(900));
+    }
+
+    #[tokio::test]
+    async fn cancelled_wait_returns_its_token() {
+        let limiter = RateLimiter::new(Rate::parse("60/m").unwrap());
+        assert_eq!(limiter.reserve(), Duration::ZERO);
+        let wait = limiter.acquire(Duration::from_secs(5));
+        let cancelled = tokio::time::timeout(Duration::from_millis(10), wait).await;
+        assert!(cancelled.is_err());
+        // Without the refund this wait would be about two seconds.
+        let wait = limiter.reserve();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+    }
+
+    #[tokio::test]
+    async fn long_wait_is_returned_not_slept() {
+        let limiter = RateLimiter::new(Rate::parse("60/m").unwrap());
+        assert_eq!(limiter.acquire(Duration::from_millis(100)).await, Ok(()));
+        let Err(wait) = limiter.acquire(Duration::from_millis(100)).await else {
+            panic!("expected the wait to be returned");
+        };
+        assert!(wait > Duration::from_millis(900), "{wait:?}");
+        // The refused token went back: the next wait is not longer.
+        assert!(limiter.reserve() <= wait);
     }
 
     #[tokio::test]

@@ -65,6 +65,11 @@ pub struct GatewaySetupError {
     pub message: String,
 }
 
+/// Longest wait for a rate-limit token inside a send. A longer wait fails
+/// the send as rate-limited, so the message is retried when the token is due
+/// instead of holding its worker instance, possibly past its deadline.
+const MAX_RATE_WAIT: Duration = Duration::from_secs(1);
+
 /// The provider behind a gateway.
 enum Transport {
     /// SMTP through lettre.
@@ -282,8 +287,17 @@ impl Gateway {
         notification: &Notification,
         context: &SendContext,
     ) -> Result<String, SendError> {
-        if let Some((_, limiter)) = &self.rate {
-            limiter.acquire().await;
+        if let Some((rate, limiter)) = &self.rate
+            && let Err(wait) = limiter.acquire(MAX_RATE_WAIT).await
+        {
+            return Err(SendError::RateLimited {
+                message: format!(
+                    "gateway \"{}\" is at its rate of {rate}; the next send is due in {} ms",
+                    self.name,
+                    wait.as_millis()
+                ),
+                retry_after: wait,
+            });
         }
         let _permit = match &self.in_flight {
             Some(in_flight) => Some(in_flight.acquire().await),
