@@ -111,6 +111,8 @@ pub fn check_syntax(source: &str) -> Result<(), SyntaxError> {
 /// of every render, escaping values with `escape`.
 fn environment(escape: Escape) -> Environment<'static> {
     let mut environment = Environment::new();
+    // TODO: cap the rendered size; fuel counts instructions, so `'x' * N`
+    // in a loop can still build gigabytes of output in the host.
     environment.set_fuel(Some(FUEL));
     environment.set_recursion_limit(RECURSION_LIMIT);
     // Printing, iterating, filtering or reading an attribute of an undefined
