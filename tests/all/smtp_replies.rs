@@ -1,5 +1,5 @@
 //! How SMTP replies and unsendable input are classified, against a real SMTP
-//! server that answers 421 or 550 on demand.
+//! server that replies 421 or 550 on demand.
 
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ fn config(smtp: &SmtpServer) -> String {
 }
 
 #[tokio::test]
-async fn reply_550_dead_letters_without_retry_and_keeps_the_reply() {
+async fn reply_550_is_permanent() {
     let smtp = server();
     let herald = Herald::start(&config(&smtp));
     herald.deploy("test-worker", workers::test_worker()).await;
@@ -58,7 +58,7 @@ async fn reply_550_dead_letters_without_retry_and_keeps_the_reply() {
 }
 
 #[tokio::test]
-async fn reply_421_is_retried_and_keeps_the_reply() {
+async fn reply_421_is_retried() {
     let smtp = server();
     let herald = Herald::start(&config(&smtp));
     herald.deploy("test-worker", workers::test_worker()).await;

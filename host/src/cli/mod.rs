@@ -54,7 +54,7 @@ enum Command {
         /// the file name without extension.
         #[arg(long)]
         name: Option<String>,
-        /// Stored template for the run, as NAME=FILE where FILE holds the
+        /// Stored template for the run, as NAME=FILE where FILE contains the
         /// JSON body of PUT /v1/templates/NAME. Repeat for several.
         #[arg(long = "template", value_name = "NAME=FILE")]
         templates: Vec<String>,

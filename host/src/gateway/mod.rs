@@ -1,11 +1,11 @@
 //! Delivery gateways: the operator-configured channels through which workers
 //! send notifications.
 //!
-//! A worker names a gateway; this module resolves the name, checks that the
-//! gateway delivers on the notification's channel, validates the
-//! notification ([`email`], [`notification`]) and hands it to the gateway's
-//! transport, behind the gateway's rate limit, in-flight limit ([`limit`])
-//! and circuit breaker ([`breaker`]). Credentials stay here and never reach
+//! A worker names a gateway. This module resolves the name, checks that the
+//! gateway delivers on the notification's channel and validates the
+//! notification ([`email`], [`notification`]). It then hands it to the
+//! gateway's transport, behind the gateway's rate limit, in-flight limit
+//! ([`limit`]) and circuit breaker ([`breaker`]). Credentials stay here and never reach
 //! a worker. Failures come back classified by whether a retry can help.
 
 pub mod breaker;
@@ -65,7 +65,7 @@ pub struct GatewaySetupError {
     pub message: String,
 }
 
-/// Longest wait for a rate-limit token inside a send. A longer wait fails
+/// Maximum wait for a rate-limit token inside a send. A longer wait fails
 /// the send as rate-limited, so the message is retried when the token is due
 /// instead of holding its worker instance, possibly past its deadline.
 const MAX_RATE_WAIT: Duration = Duration::from_secs(1);
@@ -99,7 +99,7 @@ pub struct Gateway {
     fallback: Option<String>,
 }
 
-/// What a send carries, for any gateway of its channel.
+/// The content of a send, for any gateway of its channel.
 #[derive(Debug, Clone)]
 pub enum Notification {
     /// An email, formatted by each gateway with its own default sender.
@@ -280,7 +280,7 @@ impl Gateway {
     }
 
     /// Sends through this gateway alone: waits for the rate limit and a free
-    /// slot, calls the provider and tells the circuit breaker how it went.
+    /// slot, calls the provider and records the result in the circuit breaker.
     /// The caller has checked the circuit.
     async fn call(
         &self,

@@ -172,8 +172,8 @@ async fn send(scope: &mut BatchScope, request: Request) -> Result<wit::Receipt, 
         template_version: template.as_ref().map(|template| template.version),
         created_at: clock::now_ms(),
     };
-    // A notification the host refuses before any gateway sees it: logged as
-    // failed against each recipient it named, and never sent.
+    // A notification the host rejects before any gateway receives it is
+    // logged as failed against each recipient it named, and never sent.
     let mut reject = |error: SendError, recipients: &[String], key: &str| {
         tracing::info!(%error, "send rejected");
         for recipient in recipients {
