@@ -16,6 +16,11 @@ use super::{filters, undefined};
 /// thousands of items.
 const FUEL: u64 = 1_000_000;
 
+/// Maximum size of one rendered template, in bytes. Fuel counts
+/// instructions, not bytes, so without this cap a short loop that prints a
+/// long string could build gigabytes of output in the host.
+const MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
+
 /// Maximum nesting of includes, macros and blocks.
 const RECURSION_LIMIT: usize = 64;
 
@@ -90,9 +95,37 @@ pub(super) fn render_value(
     let template = environment
         .template_from_str(source)
         .map_err(|error| RenderError::InvalidTemplate(describe(&error)))?;
-    template
-        .render(context)
-        .map_err(|error| render_failed(environment, &template, context, &error))
+    let mut output = CappedOutput::default();
+    match template.render_to_write(context, &mut output) {
+        Ok(_) => Ok(String::from_utf8(output.bytes).expect("MiniJinja writes whole UTF-8 strings")),
+        Err(_) if output.exceeded => Err(RenderError::RenderFailed(format!(
+            "rendered output exceeds {MAX_OUTPUT_BYTES} bytes; shorten the template or its context"
+        ))),
+        Err(error) => Err(render_failed(environment, &template, context, &error)),
+    }
+}
+
+/// A render's output, which fails a write that would take it past
+/// [`MAX_OUTPUT_BYTES`].
+#[derive(Default)]
+struct CappedOutput {
+    bytes: Vec<u8>,
+    exceeded: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buffer.len() > MAX_OUTPUT_BYTES {
+            self.exceeded = true;
+            return Err(std::io::Error::other("rendered output is too large"));
+        }
+        self.bytes.extend_from_slice(buffer);
+        Ok(buffer.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Compiles `source` without rendering it, to reject a template that does
@@ -111,8 +144,8 @@ pub fn check_syntax(source: &str) -> Result<(), SyntaxError> {
 /// of every render, escaping values with `escape`.
 fn environment(escape: Escape) -> Environment<'static> {
     let mut environment = Environment::new();
-    // TODO: cap the rendered size; fuel counts instructions, so `'x' * N`
-    // in a loop can still build gigabytes of output in the host.
+    // NOTE: the output is capped, but a single value is not: `'x' * N` or
+    // repeated `~` can still allocate a large string before it is printed.
     environment.set_fuel(Some(FUEL));
     environment.set_recursion_limit(RECURSION_LIMIT);
     // Printing, iterating, filtering or reading an attribute of an undefined
@@ -208,6 +241,16 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oversized_output_fails() {
+        let source = "{% set a = 'x' * 1000000 %}{% for i in range(10) %}{{ a }}{% endfor %}";
+        let error = render(source, "{}", Escape::None).unwrap_err();
+        let RenderError::RenderFailed(message) = error else {
+            panic!("expected render-failed, got {error:?}");
+        };
+        assert!(message.contains("exceeds"), "{message}");
+    }
 
     #[test]
     fn html_escape_escapes_values() {
