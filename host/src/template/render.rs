@@ -96,7 +96,7 @@ pub(super) fn render_value(
         .template_from_str(source)
         .map_err(|error| RenderError::InvalidTemplate(describe(&error)))?;
     let mut output = CappedOutput::default();
-    match template.render_to_write(context, &mut output) {
+    match template.render_captured_to(context, &mut output) {
         Ok(_) => Ok(String::from_utf8(output.bytes).expect("MiniJinja writes whole UTF-8 strings")),
         Err(_) if output.exceeded => Err(RenderError::RenderFailed(format!(
             "rendered output exceeds {MAX_OUTPUT_BYTES} bytes; shorten the template or its context"
