@@ -203,3 +203,34 @@ async fn daily_digest_sends_one_email_per_user() {
     assert_eq!(rows[0]["template"], "daily-digest");
     assert_eq!(rows[0]["template_version"], 1);
 }
+
+#[tokio::test]
+async fn daily_digest_skips_invalid_address() {
+    let providers = Providers::start();
+    let herald = start(&providers);
+    herald.deploy("daily-digest", workers::daily_digest()).await;
+    let template: Value = serde_json::from_slice(&workers::daily_digest_template()).unwrap();
+    put_template(&herald, "daily-digest", template).await;
+
+    let item = json!({"title": "Welcome", "url": "https://example.com/w"});
+    let payload = json!({
+        "date": "2026-12-04",
+        "users": [
+            {"email": "a@b@c", "items": [item.clone()]},
+            {"email": "bob@example.com", "items": [item]},
+        ],
+    });
+    let ids = herald.enqueue("daily-digest", &[payload]).await;
+    herald.wait_for_state(&ids, "completed", WAIT).await;
+
+    let requests = providers.requests(SENDGRID_PATH);
+    assert_eq!(requests.len(), 1);
+    let body = requests[0].json();
+    assert_eq!(
+        body["personalizations"][0]["to"][0]["email"],
+        "bob@example.com"
+    );
+    let rows = herald.deliveries("recipient=a@b@c").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "failed");
+}

@@ -47,7 +47,9 @@
 //! fails transiently, the message is retried, and the emails that already
 //! went out are suppressed as duplicates, so each user gets one digest per
 //! date. The same key also makes a second payload for the same date skip the
-//! users it already reached.
+//! users it already reached. A send rejected for good, such as one to an
+//! address the host finds invalid, is logged and skipped, so the other users
+//! still get their digest.
 //!
 //! One message renders and sends every email of its payload within the
 //! batch's deadline (`deadline_secs`, 30 seconds by default). For large user
@@ -114,20 +116,28 @@ impl Worker for DailyDigest {
 
         let mut sent = 0;
         let mut duplicates = 0;
+        let mut rejected = 0;
         for email in &emails {
-            // A transient error retries the whole message. The emails sent
-            // before it come back as duplicates on the retry.
-            let receipt = gateway::send_email(GATEWAY, message, email)?;
-            if receipt.duplicate {
-                duplicates += 1;
-            } else {
-                sent += 1;
+            match gateway::send_email(GATEWAY, message, email) {
+                Ok(receipt) if receipt.duplicate => duplicates += 1,
+                Ok(_) => sent += 1,
+                // A transient error retries the whole message. The emails
+                // sent before it come back as duplicates on the retry.
+                Err(error) if error.is_retryable() => return Err(error.into()),
+                // One rejected address, such as an invalid one or a 550 from
+                // the server, must not cost the other users their digest.
+                // The delivery log keeps the failed send.
+                Err(error) => {
+                    rejected += 1;
+                    logger.warn(&format!("digest to {:?} not sent: {error}", email.to));
+                }
             }
         }
 
         let skipped = digest.users.len() - emails.len();
         logger.info(&format!(
-            "digest {}: {sent} sent, {duplicates} already sent, {skipped} users without items",
+            "digest {}: {sent} sent, {duplicates} already sent, {rejected} rejected, \
+             {skipped} users without items",
             digest.date
         ));
         Ok(())
