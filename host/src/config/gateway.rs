@@ -309,8 +309,29 @@ impl fmt::Display for Rate {
 
 impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        deserializer.deserialize_any(RateVisitor)
+    }
+}
+
+/// Reads a rate from a string, and explains the form when given a number.
+struct RateVisitor;
+
+impl serde::de::Visitor<'_> for RateVisitor {
+    type Value = Rate;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a rate such as \"50/s\"")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Rate, E> {
+        Rate::parse(text).map_err(E::custom)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, count: i64) -> Result<Rate, E> {
+        Err(E::custom(format!(
+            "invalid rate {count}; write it as a quoted count per period, such as \
+             \"{count}/s\", \"{count}/m\" or \"{count}/h\""
+        )))
     }
 }
 
@@ -322,6 +343,15 @@ pub(super) fn check_gateways(gateways: &BTreeMap<String, GatewayConfig>) -> Resu
             && smtp.pool_size == 0
         {
             return Err(format!("{table}.pool_size is 0; set it to at least 1"));
+        }
+        if let TransportConfig::Twilio(twilio) = &gateway.transport
+            && !crate::gateway::notification::is_valid_sms_sender(&twilio.from)
+        {
+            return Err(format!(
+                "{table}.from \"{}\" is not an E.164 number or a sender id; write one such \
+                 as \"+14155550123\"",
+                twilio.from
+            ));
         }
         if let Some((base_url, timeout_secs)) = gateway.transport.http() {
             check_http_url(base_url).map_err(|message| format!("{table}.base_url {message}"))?;
@@ -506,6 +536,22 @@ mod tests {
         assert!(wrong.to_string().contains("same channel"), "{wrong}");
         let itself = Config::parse(&base.replace("FALLBACK", "sms")).unwrap_err();
         assert!(itself.to_string().contains("itself"), "{itself}");
+    }
+
+    #[test]
+    fn bare_number_rate_gets_a_hint() {
+        let error = Config::parse("[gateways.email]\nkind = \"outbox\"\nrate = 50").unwrap_err();
+        assert!(error.to_string().contains("\"50/s\""), "{error}");
+    }
+
+    #[test]
+    fn twilio_sender_is_checked() {
+        let error = Config::parse(
+            "[gateways.sms]\nkind = \"twilio\"\naccount_sid = \"AC1\"\n\
+             auth_token_env = \"T\"\nfrom = \"not-a-number\"",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("gateways.sms.from"), "{error}");
     }
 
     #[test]

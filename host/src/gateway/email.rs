@@ -329,10 +329,19 @@ fn parse_mailbox(field: &str, text: &str) -> Result<Mailbox, SendError> {
     Ok(mailbox)
 }
 
+/// Rejects CR and LF, which could inject headers, and every other control
+/// character except tab, which no header value may contain (RFC 5322,
+/// section 2.2).
 fn check_no_line_breaks(field: &str, value: &str) -> Result<(), SendError> {
     if value.contains(['\r', '\n']) {
         return Err(SendError::InvalidInput(format!(
             "{field} contains a line break (CR or LF), which could inject headers; remove it"
+        )));
+    }
+    if let Some(control) = value.chars().find(|c| c.is_control() && *c != '\t') {
+        return Err(SendError::InvalidInput(format!(
+            "{field} contains the control character {:?}; remove it",
+            control
         )));
     }
     Ok(())
@@ -450,6 +459,28 @@ mod tests {
         };
         let error = prepare(&email, &default_from(), "d1").unwrap_err();
         assert!(matches!(error, SendError::InvalidInput(_)), "{error:?}");
+    }
+
+    #[test]
+    fn control_character_in_header_value_is_rejected() {
+        let email = OutgoingEmail {
+            headers: vec![("X-Campaign".into(), "a\u{0}b".into())],
+            ..welcome()
+        };
+        let error = prepare(&email, &default_from(), "d1").unwrap_err();
+        let SendError::InvalidInput(message) = error else {
+            panic!("expected invalid-input, got {error:?}");
+        };
+        assert!(message.contains("control character"), "{message}");
+    }
+
+    #[test]
+    fn tab_in_header_value_is_allowed() {
+        let email = OutgoingEmail {
+            headers: vec![("X-Campaign".into(), "a\tb".into())],
+            ..welcome()
+        };
+        assert!(prepare(&email, &default_from(), "d1").is_ok());
     }
 
     #[test]

@@ -88,8 +88,7 @@ impl Sms {
     pub fn validate(&self) -> Result<(), SendError> {
         check_phone("to", &self.to)?;
         if let Some(from) = &self.from
-            && check_phone("from", from).is_err()
-            && !is_sender_id(from)
+            && !is_valid_sms_sender(from)
         {
             return Err(SendError::InvalidInput(format!(
                 "invalid sender \"{from}\" in from; use an E.164 number such as +14155550123 \
@@ -174,6 +173,12 @@ impl WebhookEvent {
         })?;
         Ok(Self { event_type, data })
     }
+}
+
+/// Returns true for a sender an SMS provider accepts: an E.164 number or an
+/// alphanumeric sender id.
+pub fn is_valid_sms_sender(text: &str) -> bool {
+    check_phone("from", text).is_ok() || is_sender_id(text)
 }
 
 /// Checks that `number` is in E.164 form: `+`, then 7 to 15 digits that do
