@@ -18,7 +18,8 @@ use crate::template::TemplateError;
 /// | Error | Outcome |
 /// |---|---|
 /// | [`PayloadError`] | fail |
-/// | [`TemplateError`] | fail |
+/// | [`TemplateError::NotFound`] | retry, backoff chosen by the host |
+/// | other [`TemplateError`]s | fail |
 /// | [`SendError::Transient`] | retry, backoff chosen by the host |
 /// | [`SendError::RateLimited`] | retry after the gateway's delay |
 /// | [`SendError::Permanent`], [`SendError::InvalidInput`] | fail |
@@ -115,10 +116,14 @@ impl From<PayloadError> for Error {
 }
 
 /// Fails the message, because the same template and context fail the same way
-/// on every attempt.
+/// on every attempt. A stored template that is not found retries instead, so
+/// a worker deployed before its template is uploaded loses nothing.
 impl From<TemplateError> for Error {
     fn from(error: TemplateError) -> Self {
-        Error::fail(error.to_string())
+        match error {
+            TemplateError::NotFound(_) => Error::retry(error.to_string()),
+            _ => Error::fail(error.to_string()),
+        }
     }
 }
 
@@ -254,13 +259,13 @@ mod tests {
     }
 
     #[test]
-    fn template_not_found_fails() {
+    fn template_not_found_retries() {
         let error = TemplateError::NotFound("daily-digest".to_string());
 
         let outcome = Outcome::from(Error::from(error));
 
-        let Outcome::Fail(reason) = outcome else {
-            panic!("expected a fail outcome, got {outcome:?}");
+        let Outcome::Retry { error: reason, .. } = outcome else {
+            panic!("expected a retry outcome, got {outcome:?}");
         };
         assert!(
             reason.contains("PUT /v1/templates/daily-digest"),

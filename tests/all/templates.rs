@@ -330,9 +330,13 @@ async fn undefined_variable_dead_letters_once() {
 }
 
 #[tokio::test]
-async fn missing_template_dead_letters() {
+async fn missing_template_retries_then_dead_letters() {
     let smtp = SmtpServer::start();
-    let herald = Herald::start(&smtp_gateway(&smtp));
+    let config = format!(
+        "{}\n[worker_defaults]\nmax_attempts = 2\nbackoff_base_secs = 0.05\nbackoff_cap_secs = 0.1\n",
+        smtp_gateway(&smtp)
+    );
+    let herald = Herald::start(&config);
     herald.deploy("test-worker", workers::test_worker()).await;
     store(&herald, "retired", welcome()).await;
     let (status, body) = delete(&herald, "retired").await;
@@ -347,7 +351,7 @@ async fn missing_template_dead_letters() {
 
     for (id, name) in ids.iter().zip(["never-stored", "retired"]) {
         let message = herald.message(id).await;
-        assert_eq!(message["attempts"], 1, "{message}");
+        assert_eq!(message["attempts"], 2, "{message}");
         let error = message["last_error"].as_str().unwrap_or_default();
         assert!(error.contains("not found"), "{error}");
         assert!(
