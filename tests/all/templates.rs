@@ -146,6 +146,21 @@ async fn syntax_error_names_part_and_line() {
 }
 
 #[tokio::test]
+async fn unknown_filter_is_rejected_at_put() {
+    let herald = Herald::start("");
+    let template = json!({"text": "Hello\n{{ name | shout }}"});
+
+    let (status, body) = put(&herald, "loud", template).await;
+
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let error = &body["error"];
+    assert_eq!(error["part"], "text");
+    assert_eq!(error["line"], 2);
+    let reason = error["reason"].as_str().unwrap();
+    assert!(reason.contains("unknown filter"), "{reason}");
+}
+
+#[tokio::test]
 async fn bad_requests_are_rejected() {
     let herald = Herald::start("[api]\nmax_body_bytes = 4096\n");
     let cases = [

@@ -7,7 +7,7 @@
 
 use std::sync::LazyLock;
 
-use minijinja::{AutoEscape, Environment, Template, UndefinedBehavior, Value};
+use minijinja::{AutoEscape, Environment, ErrorKind, Template, UndefinedBehavior, Value};
 
 use super::{filters, undefined};
 
@@ -61,6 +61,14 @@ static PLAIN: LazyLock<Environment<'static>> = LazyLock::new(|| environment(Esca
 
 /// Environment that escapes values for HTML.
 static HTML: LazyLock<Environment<'static>> = LazyLock::new(|| environment(Escape::Html));
+
+/// Environment of the trial render in [`check_syntax`], where an undefined
+/// value is empty instead of an error.
+static TRIAL: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut environment = environment(Escape::None);
+    environment.set_undefined_behavior(UndefinedBehavior::Chainable);
+    environment
+});
 
 /// Renders template source with a context given as JSON text.
 pub fn render(source: &str, context_json: &str, escape: Escape) -> Result<String, RenderError> {
@@ -128,15 +136,38 @@ impl std::io::Write for CappedOutput {
     }
 }
 
-/// Compiles `source` without rendering it, to reject a template that does
-/// not parse before it is stored.
+/// Checks `source` before it is stored: it must parse, and a trial render
+/// with an empty context must not reach an unknown filter, test or function
+/// or an `include`, which every later render would fail on too.
+///
+/// The trial render treats undefined values as empty, so it only checks the
+/// code that an empty context reaches: a filter inside a loop over a context
+/// list or a branch on a context value is checked at render time instead.
 pub fn check_syntax(source: &str) -> Result<(), SyntaxError> {
-    match PLAIN.template_from_str(source) {
-        Ok(_) => Ok(()),
-        Err(error) => Err(SyntaxError {
-            line: error.line(),
-            reason: describe_without_line(&error),
-        }),
+    let syntax_error = |error: &minijinja::Error| SyntaxError {
+        line: error.line(),
+        reason: describe_without_line(error),
+    };
+    PLAIN
+        .template_from_str(source)
+        .map_err(|error| syntax_error(&error))?;
+    let template = TRIAL
+        .template_from_str(source)
+        .map_err(|error| syntax_error(&error))?;
+    let mut output = CappedOutput::default();
+    match template.render_captured_to(Value::from(()), &mut output) {
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::UnknownFilter
+                    | ErrorKind::UnknownTest
+                    | ErrorKind::UnknownFunction
+                    | ErrorKind::TemplateNotFound
+            ) =>
+        {
+            Err(syntax_error(&error))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -322,6 +353,28 @@ mod tests {
         assert_eq!(error.line, Some(2));
         assert!(error.reason.starts_with("syntax error"), "{}", error.reason);
         assert!(!error.reason.contains("line"), "{}", error.reason);
+    }
+
+    #[test]
+    fn check_syntax_rejects_unknown_names() {
+        let cases = [
+            ("{{ name | shout }}", "unknown filter"),
+            ("{% if name is shouty %}x{% endif %}", "unknown test"),
+            ("{{ shout(name) }}", "unknown function"),
+            ("{% include \"footer\" %}", "template not found"),
+        ];
+        for (source, reason) in cases {
+            let error = check_syntax(source).unwrap_err();
+            assert!(error.reason.contains(reason), "{source}: {}", error.reason);
+            assert_eq!(error.line, Some(1), "{source}");
+        }
+    }
+
+    #[test]
+    fn check_syntax_accepts_context_use() {
+        let source = "{{ user.name | upper }} {% for item in items %}{{ item.title }}{% endfor %} \
+                      {{ when | datetimeformat(tz=\"Europe/Paris\") }}";
+        assert_eq!(check_syntax(source), Ok(()));
     }
 
     #[test]
