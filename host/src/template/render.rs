@@ -141,8 +141,8 @@ impl std::io::Write for CappedOutput {
 /// or an `include`, which every later render would fail on too.
 ///
 /// The trial render treats undefined values as empty, so it only checks the
-/// code that an empty context reaches: a filter inside a loop over a context
-/// list or a branch on a context value is checked at render time instead.
+/// code that an empty context reaches. A filter inside a loop over a context
+/// list, or in a branch on a context value, is checked at render time.
 pub fn check_syntax(source: &str) -> Result<(), SyntaxError> {
     let syntax_error = |error: &minijinja::Error| SyntaxError {
         line: error.line(),
