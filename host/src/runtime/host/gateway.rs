@@ -26,6 +26,7 @@ use crate::runtime::state::{BatchScope, PendingDelivery, WorkerState};
 struct Request {
     message_id: String,
     gateway: String,
+    channel: Channel,
     /// The notification, or the reason it is malformed, with the recipients
     /// to log a malformed one against.
     notification: Result<Notification, (SendError, Vec<String>)>,
@@ -43,6 +44,7 @@ impl wit::Host for WorkerState {
         let request = Request {
             message_id,
             gateway,
+            channel: Channel::Email,
             idempotency_key: email.idempotency_key.clone(),
             template: email.template.clone(),
             notification: Ok(Notification::Email(OutgoingEmail::from(email))),
@@ -59,6 +61,7 @@ impl wit::Host for WorkerState {
         let request = Request {
             message_id,
             gateway,
+            channel: Channel::Sms,
             idempotency_key: sms.idempotency_key,
             template: sms.template,
             notification: Ok(Notification::Sms(Sms {
@@ -79,6 +82,7 @@ impl wit::Host for WorkerState {
         let request = Request {
             message_id,
             gateway,
+            channel: Channel::Push,
             idempotency_key: push.idempotency_key,
             template: push.template,
             notification: Ok(Notification::Push(Push {
@@ -103,6 +107,7 @@ impl wit::Host for WorkerState {
         let request = Request {
             message_id,
             gateway,
+            channel: Channel::Webhook,
             idempotency_key: event.idempotency_key,
             template: None,
             notification,
@@ -114,17 +119,13 @@ impl wit::Host for WorkerState {
 impl WorkerState {
     /// Runs one send and keeps the time it took apart from the guest's own.
     async fn send(&mut self, request: Request) -> Result<wit::Receipt, wit::SendError> {
-        let channel = match &request.notification {
-            Ok(notification) => notification.channel().as_str(),
-            Err(_) => Channel::Webhook.as_str(),
-        };
         let span = tracing::info_span!(
             "herald.gateway.send",
             worker = %self.scope.worker,
             version = self.scope.version,
             message_id = %request.message_id,
             gateway = %request.gateway,
-            channel,
+            channel = request.channel.as_str(),
         );
         let started = std::time::Instant::now();
         self.scope.gateway_call_started = Some(started);
@@ -142,6 +143,7 @@ async fn send(scope: &mut BatchScope, request: Request) -> Result<wit::Receipt, 
     let Request {
         message_id,
         gateway: gateway_name,
+        channel,
         notification,
         idempotency_key,
         template,
@@ -150,10 +152,6 @@ async fn send(scope: &mut BatchScope, request: Request) -> Result<wit::Receipt, 
         return Err(SendError::InvalidInput(format!(
             "message \"{message_id}\" is not in this batch; pass the id of the message being handled"
         )));
-    };
-    let channel = match &notification {
-        Ok(notification) => notification.channel(),
-        Err(_) => Channel::Webhook,
     };
     let row = |gateway: &str, recipient: &str, key: &str, status: DeliveryStatus| DeliveryRecord {
         id: new_id(),
